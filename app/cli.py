@@ -1,0 +1,163 @@
+"""The ``tandem`` command line.
+
+Every command prints human-readable text by default and one JSON object with ``--json``.
+Errors the user can act on (a corrupt model, a dead server, a malformed scenario) print one
+clear message and exit with status 1; usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.errors import EngineError
+from engine.model.load import DEFAULT_N_CTX, ModelConfig
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="embedded model name or path to a .gguf (default: smollm2-135m)")
+    g.add_argument("--sha256", help="expected SHA-256 of --model when it is a path")
+    g.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context window in tokens")
+    g.add_argument("--threads", type=int, help="llama.cpp threads (default: chosen for the load)")
+    g.add_argument("--gpu-layers", type=int, help="layers to offload (default: all if a GPU build)")
+    g.add_argument("--server", help="OpenAI-compatible server URL instead of the in-process model")
+    g.add_argument("--server-model", default="default", help="model name to ask the server for")
+
+
+def _model_config(a: argparse.Namespace) -> ModelConfig:
+    return ModelConfig(
+        model=a.model,
+        sha256=a.sha256,
+        n_ctx=a.n_ctx,
+        n_threads=a.threads,
+        n_gpu_layers=a.gpu_layers,
+        server_url=a.server,
+        server_model=a.server_model,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests)."""
+    parser = argparse.ArgumentParser(prog="tandem", description="Tandem pair-programming companion")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log engine events (no content)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start Tandem live in the terminal")
+    _model_args(run)
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+
+    rep = sub.add_parser("replay", help="replay a scenario folder on a virtual clock")
+    rep.add_argument("scenario", type=Path)
+    rep.add_argument("--out", type=Path, required=True, help="timeline.jsonl to write")
+    rep.add_argument("--speech-out", type=Path, help="WAV of the assistant's audio (voice issue)")
+    rep.add_argument("--json", action="store_true")
+    _model_args(rep)
+
+    bench = sub.add_parser("bench", help="measure speed and memory")
+    bsub = bench.add_subparsers(dest="bench", required=True)
+    sess = bsub.add_parser("session", help="persistent-session cost and a long session")
+    sess.add_argument("--json", action="store_true")
+    sess.add_argument("--hours", type=float, default=2.0, help="simulated hours (default 2)")
+    sess.add_argument("--reps", type=int, default=9, help="repetitions per context row")
+    _model_args(sess)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tandem`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "replay":
+            return _replay(args)
+        return _bench(args)
+    except EngineError as e:
+        print(f"tandem: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(a: argparse.Namespace) -> int:
+    from engine.live import run_live
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    asyncio.run(run_live(_model_config(a), out, sys.stdin, a.duration))
+    return 0
+
+
+def _replay(a: argparse.Namespace) -> int:
+    from engine.engine import TimelineEvent
+    from engine.model.load import make_session
+    from engine.model.worker import ModelWorker
+    from engine.replay import check_speech_out, load_scenario, replay, summary, write_timeline
+
+    check_speech_out(a.speech_out)
+    scenario = load_scenario(a.scenario)
+    events: list[TimelineEvent] = []
+    worker = ModelWorker()
+    cfg = _model_config(a)
+    try:
+        worker.start(lambda: make_session(cfg))
+        ticks = asyncio.run(replay(scenario, worker, events.append))
+    finally:
+        worker.close()
+    write_timeline(events, a.out)
+    result: dict[str, Any] = {
+        "scenario": str(a.scenario),
+        "out": str(a.out),
+        "duration_s": round(scenario.duration, 3),
+        "ticks": ticks,
+        "events": summary(events),
+    }
+    if a.json:
+        print(json.dumps(result))
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(result["events"].items()))
+        print(f"replayed {scenario.duration:.1f} s ({ticks} ticks) -> {a.out}\n{counts}")
+    return 0
+
+
+def _bench(a: argparse.Namespace) -> int:
+    from engine.bench import bench_session
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    result = bench_session(_model_config(a), hours=a.hours, reps=a.reps, progress=progress)
+    if a.json:
+        print(json.dumps(result))
+        return 0
+    print(f"model {result['model']}  n_ctx {result['n_ctx']}  threads {result['n_threads']}")
+    print(f"{'context':>8} {'append+decide ms':>17} {'re-prefill ms':>14} {'ratio':>6}")
+    for r in result["rows"]:
+        ratio = r["reprefill_ms"] / r["append_decide_ms"]
+        print(
+            f"{r['context']:>8} {r['append_decide_ms']:>17.1f} {r['reprefill_ms']:>14.1f}"
+            f" {ratio:>6.1f}"
+        )
+    print(f"flatness {result['flatness']}")
+    for k, v in result["long_session"].items():
+        print(f"  {k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

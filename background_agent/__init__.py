@@ -1,0 +1,1 @@
+"""The background agent: consumes handoff requests, produces task updates (a later issue)."""

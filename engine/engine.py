@@ -1,0 +1,273 @@
+"""The micro-turn engine: one tick every 200 ms, control events at once.
+
+The engine is driven from outside: ``tick(t)`` at every micro-turn boundary and
+``control(event)`` whenever a control event arrives. The live driver (``engine.live``) calls
+them on a real clock; the replay driver (``engine.replay``) on a virtual one. Data flows one
+way: frames in through ``data``; timeline events out through the ``sink`` callback; the model
+is reached only through its owner thread (``ModelWorker``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.channels import Channel, Overflow
+from engine.frames import (
+    ControlEvent,
+    ControlKind,
+    DataFrame,
+    Decision,
+    DecisionKind,
+    Proposal,
+    TranscriptDelta,
+    TypedText,
+)
+from engine.microturn import DECISION_CUE, Assembler, Renderer
+from engine.model.worker import ModelWorker
+from engine.policy import PolicyConfig, PolicyInput, decide
+from engine.speech import SpeechHandle, SpeechOut
+
+log = logging.getLogger(__name__)
+
+BACKCHANNEL_TEXT = "mm-hmm"
+DATA_CAPACITY = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyBudget:
+    """How much of a reply is prepared per tick.
+
+    Live: as many tokens as fit in ``seconds_per_tick`` after the tick's append. Replay: a
+    fixed token count, so a replay is deterministic whatever the machine's speed.
+    """
+
+    tokens_per_tick: int = 8
+    seconds_per_tick: float | None = None
+
+
+LIVE_BUDGET = ReplyBudget(tokens_per_tick=64, seconds_per_tick=0.12)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One line of the timeline (format: ../shared/EVAL_FORMATS.md, kept in docs/)."""
+
+    t: float
+    lane: str
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to timeline.jsonl."""
+        return {"t": round(self.t, 3), "lane": self.lane, "kind": self.kind, **self.fields}
+
+
+Sink = Callable[[TimelineEvent], None]
+
+
+@dataclass(slots=True)
+class EngineState:
+    """What the engine knows between ticks (no content beyond the current utterance)."""
+
+    user_speaking: bool = False
+    muted: bool = False
+    typed_pending: bool = False
+    user_turn_ended_at: float | None = None
+    last_interjection_t: float | None = None
+    last_backchannel_t: float | None = None
+    speech: SpeechHandle | None = None
+    proposal: Proposal = field(default_factory=Proposal)
+    reply: DecisionKind | None = None
+    consulted_ticks: int = 0
+
+
+class Engine:
+    """The micro-turn engine (asyncio, single event loop, no Qt)."""
+
+    def __init__(
+        self,
+        worker: ModelWorker,
+        speech: SpeechOut,
+        sink: Sink,
+        *,
+        policy: PolicyConfig | None = None,
+        renderer: Renderer | None = None,
+        budget: ReplyBudget | None = None,
+    ) -> None:
+        self.worker = worker
+        self.speech = speech
+        self.sink = sink
+        self.policy = policy or PolicyConfig()
+        self.renderer = renderer or Renderer()
+        self.budget = budget or ReplyBudget()
+        self.data: Channel[DataFrame] = Channel("data", DATA_CAPACITY, Overflow.DROP_OLDEST)
+        self.assembler = Assembler()
+        self.state = EngineState()
+
+    # --- control lane --------------------------------------------------------------------
+
+    async def control(self, ev: ControlEvent) -> None:
+        """Handle a control event the moment it arrives (not at the next tick)."""
+        st = self.state
+        if ev.kind is ControlKind.USER_STARTED_SPEAKING:
+            st.user_speaking = True
+        elif ev.kind is ControlKind.USER_STOPPED_SPEAKING:
+            st.user_speaking = False
+        elif ev.kind in (ControlKind.MUTE, ControlKind.UNMUTE):
+            st.muted = ev.kind is ControlKind.MUTE
+            st.user_speaking = st.user_speaking and not st.muted
+            kind = "revoke" if st.muted else "lease"
+            decision = "deny" if st.muted else "allow"
+            self._emit(ev.t, "permission", kind, sense_or_tool="microphone", decision=decision)
+        elif ev.kind is ControlKind.STOP_SPEAKING:
+            self._stop_speech(ev.t, "interrupted")
+        elif ev.kind is ControlKind.FORCE_SAY:
+            self._stop_speech(ev.t, "interrupted")
+            self.assembler.add_said(ev.text)
+            self._start_speech(ev.text, ev.t)
+        elif ev.kind is ControlKind.SHUTDOWN:
+            self.worker.cancel.set()
+            self._stop_speech(ev.t, "interrupted")
+
+    # --- data lane and ticks -------------------------------------------------------------
+
+    async def tick(self, t: float) -> Decision:
+        """Close the micro-turn ending at ``t``: assemble, append, decide, act."""
+        st = self.state
+        self._finish_speech(t)
+        for frame in self.data.drain():
+            self.assembler.add(frame)
+            if isinstance(frame, TypedText):
+                st.typed_pending = True
+            elif isinstance(frame, TranscriptDelta) and frame.final:
+                st.user_turn_ended_at = frame.t
+        speaking = st.speech is not None and not st.speech.done
+        turn = self.assembler.cut(t, user_speaking=st.user_speaking, assistant_speaking=speaking)
+        self._emit(t, "tick", "microturn", index=turn.index)
+
+        if st.reply is not None:
+            if st.user_speaking or turn.typed or turn.transcript:
+                # The user went on: the reply being prepared answers a finished turn that is
+                # no longer finished. Roll it back and take this tick as a normal one.
+                await self.worker.call(lambda s: s.reply_abort())
+                await self.worker.call(lambda s: s.record(DecisionKind.SILENT))
+                st.reply = None
+            else:
+                held = self.renderer.render(turn, heartbeat=False)
+                if held is not None:  # kept for the next append, in order
+                    await self.worker.call(lambda s: s.note(held))
+                await self._continue_reply(t)
+                return Decision(t, turn.index, DecisionKind.SILENT, "preparing_reply", False)
+
+        line = self.renderer.render(turn)
+        consulted = line is not None
+        if line is not None:
+            st.proposal = await self.worker.call(lambda s: s.step(line))
+            st.consulted_ticks += 1
+        # A quiet tick adds no tokens, so the model's proposal cannot have changed: reuse it.
+        kind, reason = decide(
+            PolicyInput(
+                t=t,
+                proposal=st.proposal,
+                user_speaking=st.user_speaking,
+                assistant_speaking=speaking,
+                typed_pending=st.typed_pending,
+                user_turn_ended_at=st.user_turn_ended_at,
+                last_interjection_t=st.last_interjection_t,
+                last_backchannel_t=st.last_backchannel_t,
+            ),
+            self.policy,
+        )
+        if kind in (DecisionKind.SPEAK, DecisionKind.HANDOFF):
+            st.typed_pending = False  # a typed request waits until it is answered
+        if kind is not DecisionKind.SILENT and not consulted:
+            # Acting on a quiet tick: put the moment on the timeline first, so the decision
+            # the session records sits at the right time.
+            marker = f"{t:.1f}{DECISION_CUE}"
+            st.proposal = await self.worker.call(lambda s: s.step(marker))
+            consulted = True
+        decision = Decision(t=t, index=turn.index, kind=kind, reason=reason, consulted=consulted)
+        if consulted:
+            self._emit(t, "model", "decision", decision=kind.value, reason=reason)
+        await self._act(decision)
+        return decision
+
+    async def _act(self, d: Decision) -> None:
+        st = self.state
+        if d.kind in (DecisionKind.SPEAK, DecisionKind.INTERJECT, DecisionKind.HANDOFF):
+            st.user_turn_ended_at = None
+            if d.kind is DecisionKind.INTERJECT:
+                st.last_interjection_t = d.t
+            kind = d.kind
+            await self.worker.call(lambda s: s.reply_begin(kind))
+            st.reply = kind
+            await self._continue_reply(d.t)
+            return
+        if d.kind is DecisionKind.BACKCHANNEL:
+            st.last_backchannel_t = d.t
+            self._start_speech(BACKCHANNEL_TEXT, d.t)
+        elif d.kind is DecisionKind.STOP:
+            self._stop_speech(d.t, "interrupted")
+        if d.consulted:
+            done = d.kind
+            await self.worker.call(lambda s: s.record(done))
+
+    async def _continue_reply(self, t: float) -> None:
+        """Prepare the next slice of the reply within this tick's budget; speak when done."""
+        st = self.state
+        kind = st.reply
+        if kind is None:
+            return
+        budget = self.budget
+        self.worker.cancel.clear()
+        cancel = self.worker.cancel
+        text, done = await self.worker.call(
+            lambda s: s.reply_step(budget.tokens_per_tick, budget.seconds_per_tick, cancel)
+        )
+        if not done:
+            return
+        st.reply = None
+        if text:
+            self._start_speech(text, t)
+            await self.worker.call(lambda s: s.record(kind, text))
+        else:
+            log.info("empty reply (%s)", kind.value)
+            await self.worker.call(lambda s: s.record(DecisionKind.SILENT))
+
+    # --- speech --------------------------------------------------------------------------
+
+    def _start_speech(self, text: str, t: float) -> None:
+        handle = self.speech.say(text, t)
+        self.state.speech = handle
+        fields: dict[str, Any] = {"text": text}
+        if handle.resume:
+            fields["resume"] = True
+        self._emit(handle.start_t, "speech", "start", **fields)
+
+    def _stop_speech(self, t: float, reason: str) -> None:
+        handle = self.state.speech
+        if handle is None or handle.done:
+            return
+        handle.interrupt(t, reason)
+        assert handle.stopped_t is not None
+        if handle.stop_reason != "done":
+            self.assembler.add_cut_off(handle.said_until(handle.stopped_t))
+        self._emit(handle.stopped_t, "speech", "stop", reason=handle.stop_reason)
+
+    def _finish_speech(self, t: float) -> None:
+        handle = self.state.speech
+        if handle is not None and not handle.done and handle.end_t <= t:
+            handle.finish()
+            self._emit(handle.end_t, "speech", "stop", reason="done")
+
+    def flush(self, t: float) -> None:
+        """End of input: let the current utterance play out (replay calls this last)."""
+        handle = self.state.speech
+        if handle is not None and not handle.done:
+            self._finish_speech(max(t, handle.end_t))
+
+    def _emit(self, t: float, lane: str, kind: str, **fields: Any) -> None:
+        self.sink(TimelineEvent(t=t, lane=lane, kind=kind, fields=fields))

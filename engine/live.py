@@ -1,0 +1,134 @@
+"""The live driver: the engine on a real clock, in the terminal, until the desktop app exists.
+
+It says which senses it found (and why not), loads the model, then ticks every 200 ms. Lines
+typed on standard input are ``TypedText`` (``/quit`` or end of input stops it). Control events
+are handled the moment they arrive: the stdin thread wakes the loop, it does not wait for the
+next tick. A tick that cannot start before the next one is due is skipped and counted (its
+inputs go into the next micro-turn; nothing is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import TextIO
+
+from engine.channels import ControlInbox
+from engine.clock import RealClock
+from engine.engine import LIVE_BUDGET, Engine, TimelineEvent
+from engine.frames import TICK_S, ControlEvent, ControlKind, TypedText
+from engine.model.load import ModelConfig, make_session
+from engine.model.worker import ModelWorker
+from engine.senses import microphone, screen
+from engine.speech import PacedTextSpeech
+
+QUIT = "/quit"
+
+
+def describe(ev: TimelineEvent) -> str | None:
+    """A human line for the terminal (None for events too frequent to print)."""
+    f = ev.fields
+    if ev.lane == "tick":
+        return None
+    if ev.lane == "model":
+        if f.get("decision") == "silent":
+            return None
+        return f"{ev.t:7.1f}  decide  {f.get('decision')} ({f.get('reason')})"
+    if ev.lane == "speech":
+        if ev.kind == "start":
+            return f"{ev.t:7.1f}  tandem  {f.get('text')}"
+        return f"{ev.t:7.1f}  stop    {f.get('reason')}"
+    extra = " ".join(f"{k}={v}" for k, v in f.items())
+    return f"{ev.t:7.1f}  {ev.lane:<7} {ev.kind} {extra}"
+
+
+async def run_live(
+    cfg: ModelConfig,
+    out: Callable[[str], None],
+    stdin: TextIO,
+    duration: float | None = None,
+) -> dict[str, int]:
+    """Run until ``/quit``, end of input, or ``duration`` seconds; returns tick counters."""
+    mic, scr = microphone.probe(), screen.probe()
+    out(f"microphone: {mic.detail}" + ("" if mic.available else " - listening is off"))
+    out(f"screen:     {scr.detail}" + ("" if scr.available else " - watching is off"))
+    if mic.available:
+        out("microphone: found; hearing (VAD, ASR) arrives with the voice issue - type instead")
+    if scr.available:
+        out("screen:     found; watching arrives with the screen issue")
+    out("model:      loading ...")
+    worker = ModelWorker()
+    loop = asyncio.get_running_loop()
+    session = await loop.run_in_executor(None, worker.start, lambda: make_session(cfg))
+    backend = session.backend
+    out(f"model:      {backend.name}, window {backend.n_ctx} tokens - type a line, {QUIT} to stop")
+
+    engine = Engine(worker, PacedTextSpeech(), _printer(out), budget=LIVE_BUDGET)
+    clock = RealClock()
+    inbox: ControlInbox[ControlEvent] = ControlInbox()
+    wake = asyncio.Event()
+    inbox.notify = lambda: loop.call_soon_threadsafe(wake.set)
+    stopped = threading.Event()
+
+    def read_stdin() -> None:
+        for raw in stdin:
+            text = raw.strip()
+            if text == QUIT:
+                break
+            if text:
+                engine.data.put(TypedText(t=clock.now(), text=text))
+            if stopped.is_set():
+                return
+        inbox.put(ControlEvent(clock.now(), ControlKind.SHUTDOWN))
+
+    reader = threading.Thread(target=read_stdin, name="tandem-stdin", daemon=True)
+    reader.start()
+    counters = {"ticks": 0, "skipped_ticks": 0}
+    k = 1
+    try:
+        while True:
+            due = k * TICK_S
+            if duration is not None and due > duration:
+                break
+            while clock.now() < due and not wake.is_set():
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=max(0.0, due - clock.now()))
+                except TimeoutError:
+                    break
+            wake.clear()
+            if await _handle_controls(engine, inbox):
+                break
+            if clock.now() < due:
+                continue  # woken by a control event before the tick was due
+            late = int((clock.now() - due) // TICK_S)
+            if late > 0:  # the previous tick overran: skip to the current slot
+                counters["skipped_ticks"] += late
+                k += late
+                due = k * TICK_S
+            await engine.tick(due)
+            counters["ticks"] += 1
+            k += 1
+    finally:
+        stopped.set()
+        worker.close()
+    out(f"stopped after {counters['ticks']} ticks ({counters['skipped_ticks']} skipped)")
+    return counters
+
+
+async def _handle_controls(engine: Engine, inbox: ControlInbox[ControlEvent]) -> bool:
+    """Apply pending control events at once; True when one asks to shut down."""
+    shutdown = False
+    for ev in inbox.drain():
+        await engine.control(ev)
+        shutdown = shutdown or ev.kind is ControlKind.SHUTDOWN
+    return shutdown
+
+
+def _printer(out: Callable[[str], None]) -> Callable[[TimelineEvent], None]:
+    def sink(ev: TimelineEvent) -> None:
+        line = describe(ev)
+        if line is not None:
+            out(line)
+
+    return sink

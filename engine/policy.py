@@ -1,0 +1,109 @@
+"""The decision policy: the model proposes, the policy disposes.
+
+Pure functions of a ``PolicyInput``; no I/O, no clock, no model. Each rule is one line of a
+table in ``tests/test_policy.py``. The order of the rules is the priority:
+
+1. the user talks over the assistant -> stop (barge-in; the voice issue refines this with
+   backchannel detection before the stop);
+2. the user has the floor -> silent, or a backchannel when the model asks for one and the
+   last one is long enough ago;
+3. the assistant is speaking -> go on, unless the model is sure it should stop;
+4. the user typed to Tandem -> answer (speak), or hand off when the model prefers it;
+5. the user's spoken turn ended -> answer once the end-point delay for the eagerness has
+   passed and the model agrees, or at the latest after ``max_wait_s``;
+6. nobody is talking -> interject only when the model is confident and the cooldown passed;
+7. otherwise silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.frames import DecisionKind, Proposal
+
+_ANSWER = (DecisionKind.SPEAK, DecisionKind.HANDOFF)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """User-tunable knobs. ``eagerness`` in [0, 1]: higher answers sooner and more often."""
+
+    eagerness: float = 0.5
+    interject_threshold: float = 0.6
+    interject_cooldown_s: float = 30.0
+    backchannel_threshold: float = 0.5
+    backchannel_gap_s: float = 4.0
+    model_stop_threshold: float = 0.8
+    max_wait_s: float = 1.5
+
+    def endpoint_s(self) -> float:
+        """Silence after a final transcript before answering: 0.8 s (shy) to 0.2 s (eager)."""
+        e = min(max(self.eagerness, 0.0), 1.0)
+        return 0.8 - 0.6 * e
+
+    def answer_threshold(self) -> float:
+        """Model probability of speak+handoff needed to answer before ``max_wait_s``."""
+        e = min(max(self.eagerness, 0.0), 1.0)
+        return 0.5 - 0.4 * e
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInput:
+    """Everything the policy may look at for one tick."""
+
+    t: float
+    proposal: Proposal
+    user_speaking: bool = False
+    assistant_speaking: bool = False
+    typed_pending: bool = False
+    user_turn_ended_at: float | None = None
+    last_interjection_t: float | None = None
+    last_backchannel_t: float | None = None
+
+
+def decide(inp: PolicyInput, cfg: PolicyConfig) -> tuple[DecisionKind, str]:
+    """Dispose the model's proposal for one tick; returns the decision and a short reason."""
+    p = inp.proposal
+    if inp.user_speaking and inp.assistant_speaking:
+        return DecisionKind.STOP, "user_barge_in"
+    if inp.user_speaking:
+        if (
+            p.best() is DecisionKind.BACKCHANNEL
+            and p.p(DecisionKind.BACKCHANNEL) >= (cfg.backchannel_threshold)
+            and _since(inp.t, inp.last_backchannel_t) >= cfg.backchannel_gap_s
+        ):
+            return DecisionKind.BACKCHANNEL, "model_backchannel"
+        return DecisionKind.SILENT, "user_has_floor"
+    if inp.assistant_speaking:
+        if p.p(DecisionKind.STOP) >= cfg.model_stop_threshold:
+            return DecisionKind.STOP, "model_stop"
+        return DecisionKind.SILENT, "assistant_has_floor"
+    if inp.typed_pending:
+        return _answer(p, "typed_request")
+    if inp.user_turn_ended_at is not None:
+        waited = inp.t - inp.user_turn_ended_at
+        if waited >= cfg.max_wait_s:
+            return _answer(p, "turn_end_timeout")
+        agrees = p.p(DecisionKind.SPEAK) + p.p(DecisionKind.HANDOFF) >= cfg.answer_threshold()
+        if waited >= cfg.endpoint_s() and agrees:
+            return _answer(p, "turn_end")
+        return DecisionKind.SILENT, "endpointing"
+    if (
+        p.best() is DecisionKind.INTERJECT
+        and p.p(DecisionKind.INTERJECT) >= cfg.interject_threshold
+    ):
+        if _since(inp.t, inp.last_interjection_t) >= cfg.interject_cooldown_s:
+            return DecisionKind.INTERJECT, "model_interject"
+        return DecisionKind.SILENT, "interject_cooldown"
+    return DecisionKind.SILENT, "nothing_to_do"
+
+
+def _answer(p: Proposal, reason: str) -> tuple[DecisionKind, str]:
+    """Answer a request: hand off when the model prefers it, else speak."""
+    if p.p(DecisionKind.HANDOFF) > p.p(DecisionKind.SPEAK):
+        return DecisionKind.HANDOFF, reason
+    return DecisionKind.SPEAK, reason
+
+
+def _since(t: float, then: float | None) -> float:
+    return float("inf") if then is None else t - then
