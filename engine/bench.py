@@ -18,7 +18,6 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import psutil
@@ -68,8 +67,8 @@ def bench_rows(backend: LlamaBackend, reps: int = 9) -> list[dict[str, float]]:
             backend.label_logits(labels)
             times.append((time.perf_counter() - t0) * 1000.0)
             backend.pop_span()
-        context = backend.n_tokens()
         backend.append(ROW_LINE.format(t=i * TICK_S + reps))
+        context = backend.n_tokens()  # the context the decision is read at
         reprefill = statistics.median(
             [backend.reprefill_ms() for _ in range(3 if context <= 600 else 1)]
         )
@@ -82,11 +81,6 @@ def bench_rows(backend: LlamaBackend, reps: int = 9) -> list[dict[str, float]]:
             }
         )
     return rows
-
-
-@dataclass(slots=True)
-class _TickCosts:
-    ms: list[float]
 
 
 def _activity(hours: float, seed: int) -> list[tuple[float, Any]]:
@@ -120,7 +114,7 @@ def long_session(worker: ModelWorker, hours: float, seed: int = 0) -> dict[str, 
         sink_count[0] += 1
 
     engine = Engine(worker, PacedTextSpeech(), sink, budget=LIVE_BUDGET)
-    costs = _TickCosts(ms=[])
+    costs: list[float] = []
     rss_start = _rss_mb()
 
     async def run() -> None:
@@ -131,12 +125,12 @@ def long_session(worker: ModelWorker, hours: float, seed: int = 0) -> dict[str, 
                 engine.data.put(pending.pop(0)[1])
             t0 = time.perf_counter()
             await engine.tick(tick_t)
-            costs.ms.append((time.perf_counter() - t0) * 1000.0)
+            costs.append((time.perf_counter() - t0) * 1000.0)
 
     asyncio.run(run())
     rss_end = _rss_mb()
     stats = worker.call_sync(lambda s: s.stats())
-    active = [c for c in costs.ms if c > 0.5]
+    active = [c for c in costs if c > 0.5]
     return {
         "simulated_hours": hours,
         "ticks": n_ticks,
@@ -145,7 +139,7 @@ def long_session(worker: ModelWorker, hours: float, seed: int = 0) -> dict[str, 
         "max_context_tokens": stats.max_tokens,
         "n_ctx": worker.call_sync(lambda s: s.backend.n_ctx),
         "evictions": stats.evictions,
-        "dropped_ticks": dropped_ticks(costs.ms),
+        "dropped_ticks": dropped_ticks(costs),
         "model_ticks": len(active),
         "tick_ms_p50": round(statistics.median(active), 1) if active else 0.0,
         "tick_ms_p99": round(_percentile(active, 0.99), 1) if active else 0.0,
@@ -158,17 +152,17 @@ def dropped_ticks(costs_ms: list[float], period_ms: float = TICK_S * 1000.0) -> 
     """Ticks a real-time driver would have had to skip, given each tick's work time.
 
     Tick ``k`` is due at ``k * period``; it starts when due or when the previous one ends,
-    whichever is later. A tick that cannot start before the *next* one is due is dropped
-    (merged into the next micro-turn).
+    whichever is later. A tick that cannot start before the *next* one is due is dropped, as
+    the live driver does: skipped, its inputs merged into the next micro-turn.
     """
     dropped = 0
     free_at = 0.0
     for k, cost in enumerate(costs_ms):
         due = k * period_ms
-        start = max(due, free_at)
-        if start >= due + period_ms:
-            dropped += 1
-        free_at = start + cost
+        if free_at >= due + period_ms:
+            dropped += 1  # skipped: its inputs fold into the next micro-turn
+            continue
+        free_at = max(due, free_at) + cost
     return dropped
 
 

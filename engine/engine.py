@@ -10,6 +10,7 @@ is reached only through its owner thread (``ModelWorker``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,9 +47,11 @@ class ReplyBudget:
 
     tokens_per_tick: int = 8
     seconds_per_tick: float | None = None
+    """Model time a live tick may use in all (its append first, then reply tokens)."""
 
 
-LIVE_BUDGET = ReplyBudget(tokens_per_tick=64, seconds_per_tick=0.12)
+LIVE_BUDGET = ReplyBudget(tokens_per_tick=64, seconds_per_tick=0.15)
+MIN_SLICE_S = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,6 @@ class EngineState:
     speech: SpeechHandle | None = None
     proposal: Proposal = field(default_factory=Proposal)
     reply: DecisionKind | None = None
-    consulted_ticks: int = 0
 
 
 class Engine:
@@ -106,6 +108,7 @@ class Engine:
         self.data: Channel[DataFrame] = Channel("data", DATA_CAPACITY, Overflow.DROP_OLDEST)
         self.assembler = Assembler()
         self.state = EngineState()
+        self._tick_started = 0.0
 
     # --- control lane --------------------------------------------------------------------
 
@@ -137,6 +140,7 @@ class Engine:
     async def tick(self, t: float) -> Decision:
         """Close the micro-turn ending at ``t``: assemble, append, decide, act."""
         st = self.state
+        self._tick_started = time.perf_counter()
         self._finish_speech(t)
         for frame in self.data.drain():
             self.assembler.add(frame)
@@ -166,7 +170,8 @@ class Engine:
         consulted = line is not None
         if line is not None:
             st.proposal = await self.worker.call(lambda s: s.step(line))
-            st.consulted_ticks += 1
+        else:
+            await self.worker.call(lambda s: s.maintain())
         # A quiet tick adds no tokens, so the model's proposal cannot have changed: reuse it.
         kind, reason = decide(
             PolicyInput(
@@ -221,12 +226,12 @@ class Engine:
         kind = st.reply
         if kind is None:
             return
-        budget = self.budget
+        tokens, seconds = self.budget.tokens_per_tick, self.budget.seconds_per_tick
+        if seconds is not None:  # what the tick's append left of the budget (wall time)
+            seconds = max(MIN_SLICE_S, seconds - (time.perf_counter() - self._tick_started))
         self.worker.cancel.clear()
         cancel = self.worker.cancel
-        text, done = await self.worker.call(
-            lambda s: s.reply_step(budget.tokens_per_tick, budget.seconds_per_tick, cancel)
-        )
+        text, done = await self.worker.call(lambda s: s.reply_step(tokens, seconds, cancel))
         if not done:
             return
         st.reply = None

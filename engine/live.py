@@ -1,7 +1,8 @@
 """The live driver: the engine on a real clock, in the terminal, until the desktop app exists.
 
 It says which senses it found (and why not), loads the model, then ticks every 200 ms. Lines
-typed on standard input are ``TypedText`` (``/quit`` or end of input stops it). Control events
+typed on standard input are ``TypedText`` (``/quit`` stops it; so does the end of input,
+unless a ``duration`` was given). Control events
 are handled the moment they arrive: the stdin thread wakes the loop, it does not wait for the
 next tick. A tick that cannot start before the next one is due is skipped and counted (its
 inputs go into the next micro-turn; nothing is lost).
@@ -80,6 +81,9 @@ async def run_live(
                 engine.data.put(TypedText(t=clock.now(), text=text))
             if stopped.is_set():
                 return
+        else:
+            if duration is not None:
+                return  # input ended (a pipe): keep running for the duration asked
         inbox.put(ControlEvent(clock.now(), ControlKind.SHUTDOWN))
 
     reader = threading.Thread(target=read_stdin, name="tandem-stdin", daemon=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.errors import MissingDependencyError, ModelFileError
+from engine.errors import EngineError, MissingDependencyError, ModelFileError
 from engine.model.registry import ModelSpec, verify
 
 try:
@@ -112,6 +112,7 @@ class LlamaBackend:
         self._label_ids: dict[str, int] = {}
         self._spec_base: int | None = None
         self._spec_out: list[int] = []
+        self._held_logits: np.ndarray | None = None
 
     # --- the sequence ------------------------------------------------------------------
 
@@ -120,7 +121,10 @@ class LlamaBackend:
         self.spec_rollback()
         tokens = self._llm.tokenize(prefix.encode("utf-8"), add_bos=True, special=True)
         if len(tokens) >= self.n_ctx // 2:
-            raise ValueError(f"pinned prefix is {len(tokens)} tokens; n_ctx is {self.n_ctx}")
+            raise EngineError(
+                f"the pinned prompt is {len(tokens)} tokens: a {self.n_ctx}-token window is too "
+                "small (use --n-ctx 512 or more)"
+            )
         snap = self._prefix_snapshot
         if snap is not None and list(snap.tokens) == list(tokens[:-1]):
             self.restore(snap)
@@ -132,7 +136,7 @@ class LlamaBackend:
         self._llm.eval(tokens[-1:])
         self._prefix_len = len(tokens)
         self._spans.clear()
-        self._logits_fresh = True
+        self._logits_fresh, self._held_logits = True, None
 
     def n_tokens(self) -> int:
         """Tokens in the sequence."""
@@ -155,7 +159,7 @@ class LlamaBackend:
             )
         self._llm.eval(tokens)
         self._spans.append(len(tokens))
-        self._logits_fresh = True
+        self._logits_fresh, self._held_logits = True, None
 
     def drop_oldest(self, n_spans: int) -> None:
         """Remove the oldest spans after the prefix and shift the rest down (KV shift)."""
@@ -179,6 +183,8 @@ class LlamaBackend:
     # --- decisions and speculation -------------------------------------------------------
 
     def _last_logits(self) -> np.ndarray:
+        if not self._logits_fresh and self._held_logits is not None:
+            return self._held_logits
         if not self._logits_fresh:
             # After a rollback the logits buffer holds a speculative token's row: re-decode
             # the last real token (one token, a few ms) so the row matches the sequence.
@@ -209,6 +215,8 @@ class LlamaBackend:
     def spec_begin(self, prime: str) -> None:
         """Start a speculative continuation after the sequence (nothing is kept)."""
         self.spec_rollback()
+        # Keep the decision row: after the rollback it is exactly what the sequence predicts.
+        self._held_logits = self._last_logits().copy()
         self._spec_base = self.n_tokens()
         self._spec_out = []
         ids = self._llm.tokenize(prime.encode("utf-8"), add_bos=False, special=False)
@@ -273,7 +281,7 @@ class LlamaBackend:
             n = self.n_tokens() - self._spans.pop()
             self._llm.n_tokens = n
             self._llm._ctx.kv_cache_seq_rm(_SEQ, n, -1)
-            self._logits_fresh = False
+            self._logits_fresh, self._held_logits = False, None
 
     def reprefill_ms(self) -> float:
         """Time the naive alternative: re-decode the whole sequence from scratch, then decide.
@@ -285,7 +293,7 @@ class LlamaBackend:
         t0 = time.perf_counter()
         self._llm.n_tokens = 0
         self._llm.eval(tokens)
-        self._logits_fresh = True
+        self._logits_fresh, self._held_logits = True, None
         self._last_logits()
         return (time.perf_counter() - t0) * 1000.0
 
@@ -311,7 +319,7 @@ class LlamaBackend:
         self._llm.input_ids[:n] = snap.tokens
         self._llm.n_tokens = n
         self._spans.clear()
-        self._logits_fresh = False
+        self._logits_fresh, self._held_logits = False, None
 
     def close(self) -> None:
         """Free the model and its context."""

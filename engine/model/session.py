@@ -7,9 +7,10 @@
 - the decision the policy took is written as the start of the next span
   (`` speak "reply"`` or `` silent``), so the model sees its own history;
 - the proposal is read from the logits of each label's first token right after the append;
-- long sessions: when the sequence passes the high-water mark the oldest spans are dropped by
-  KV shifting until it is under the low-water mark, and a *recap* span is appended that keeps
-  the last meaningful lines of what was dropped (a rolling, extractive summary).
+- long sessions: on a quiet tick past the soft-water mark (or, failing that, before an append
+  past the high-water mark) the oldest spans are dropped by KV shifting down to the low-water
+  mark; then short ``recap:`` lines re-state the last meaningful lines of what was dropped
+  (a rolling, extractive summary), one per quiet tick.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.errors import EngineError
 from engine.frames import DecisionKind, Proposal
 from engine.microturn import DECISION_CUE, quote
 from engine.model.backend import SessionBackend
@@ -29,8 +31,9 @@ LABELS: dict[DecisionKind, str] = {kind: " " + kind.value for kind in DecisionKi
 REPLY_STOP = ('"', "\n")
 MAX_REPLY_CHARS = 240
 """About 60 tokens: a spoken reply is a sentence or two; longer work is a handoff."""
-RECAP_ITEMS = 4
-RECAP_ITEM_CHARS = 160
+RECAP_ITEMS = 3
+RECAP_ITEM_CHARS = 96
+"""A recap line costs ~30 tokens (~150 ms on the CPU): one is written per quiet tick."""
 
 
 def load_prompt(path: Path = PROMPT_FILE) -> str:
@@ -56,21 +59,25 @@ class ModelSession:
         backend: SessionBackend,
         prompt: str | None = None,
         *,
-        reserve_tokens: int = 512,
-        low_water: float = 0.6,
+        reserve_tokens: int | None = None,
+        low_water: float = 0.45,
     ) -> None:
         if not 0.1 <= low_water < 1.0:
-            raise ValueError("low_water must be in [0.1, 1)")
+            raise EngineError("low_water must be in [0.1, 1)")
         self.backend = backend
         self.prompt = prompt if prompt is not None else load_prompt()
-        self.high_water = backend.n_ctx - reserve_tokens
+        # Room kept free above the high-water mark: one capped line, a recap and a reply.
+        reserve = reserve_tokens if reserve_tokens is not None else min(512, backend.n_ctx // 4)
+        self.high_water = backend.n_ctx - reserve
+        self.soft_water = self.high_water - reserve // 2
         self.low_water = int(backend.n_ctx * low_water)
-        if self.low_water >= self.high_water:
-            raise ValueError(f"n_ctx {backend.n_ctx} is too small for reserve {reserve_tokens}")
+        if self.low_water >= self.soft_water:
+            raise EngineError(f"a {backend.n_ctx}-token window is too small (reserve {reserve})")
         self._labels = list(LABELS.values())
         self._kinds = list(LABELS.keys())
         self._pending = ""
         self._recap: deque[str] = deque(maxlen=RECAP_ITEMS)
+        self._recap_queue: deque[str] = deque()
         self._max_tokens = 0
         self._evictions = 0
         self._span_texts: deque[str] = deque()
@@ -82,17 +89,36 @@ class ModelSession:
         self._pending = ""
         self._span_texts.clear()
         self._recap.clear()
+        self._recap_queue.clear()
         self._prefix_n = self._max_tokens = self.backend.n_tokens()
 
     def step(self, line: str) -> Proposal:
         """Append one micro-turn line (with the last decision in front) and read the proposal."""
-        head, self._pending = self._pending, ""
         if self.backend.n_tokens() > self.high_water:
-            head += self._evict()
-        self.backend.append(head + line)
-        self._span_texts.append(head + line)
-        self._max_tokens = max(self._max_tokens, self.backend.n_tokens())
+            self._evict()  # fallback: no quiet tick came to do it earlier
+        self._write(line)
         return self.proposal()
+
+    def maintain(self) -> bool:
+        """Window upkeep for a quiet tick; returns True when it wrote to the sequence.
+
+        Past the soft-water mark the oldest spans are dropped (a KV shift: ~1 ms, plus ~15 ms
+        on the next decode). The recap of what was dropped is then written one short line per
+        quiet tick, so no single tick pays for a long recap.
+        """
+        if self.backend.n_tokens() > self.soft_water:
+            self._evict()
+        if not self._recap_queue:
+            return False
+        self._write(f"recap: {self._recap_queue.popleft()}\n")
+        return True
+
+    def _write(self, text: str) -> None:
+        """Append ``text`` as one span, after the pending decision and held lines."""
+        head, self._pending = self._pending, ""
+        self.backend.append(head + text)
+        self._span_texts.append(head + text)
+        self._max_tokens = max(self._max_tokens, self.backend.n_tokens())
 
     def proposal(self) -> Proposal:
         """Softmax over the labels' first-token logits at the end of the sequence."""
@@ -149,12 +175,8 @@ class ModelSession:
 
     # --- window management ---------------------------------------------------------------
 
-    def _evict(self) -> str:
-        """Drop the oldest spans down to the low-water mark; returns the recap line to write.
-
-        The recap goes in the next span, after the pending decision (which must follow the
-        last ``=>`` directly) and before the new line.
-        """
+    def _evict(self) -> None:
+        """Drop the oldest spans down to the low-water mark and queue the rolling recap."""
         before = self.backend.n_tokens()
         # Estimate tokens per span from the average so one KV shift does the whole job.
         per_span = max(1.0, (before - self._prefix_n) / max(1, len(self._span_texts)))
@@ -167,10 +189,9 @@ class ModelSession:
         for text in dropped:
             for line in text.splitlines():
                 if _meaningful(line):
-                    self._recap.append(line.strip()[:RECAP_ITEM_CHARS])
+                    self._recap.append(line.strip().removesuffix("=>").strip()[:RECAP_ITEM_CHARS])
         self._evictions += 1
-        recap = " / ".join(self._recap) if self._recap else "nothing of note"
-        return f"recap of earlier: {recap}\n"
+        self._recap_queue = deque(self._recap)
 
 
 _LABEL_WORDS = {kind.value for kind in DecisionKind}
@@ -179,7 +200,7 @@ _LABEL_WORDS = {kind.value for kind in DecisionKind}
 def _meaningful(line: str) -> bool:
     """A line worth keeping in the recap: it carries more than a time marker or a label."""
     body = line.strip()
-    if body.startswith("recap of earlier:"):
+    if body.startswith("recap:"):
         return False
     head, _, rest = body.partition(" ")
     if head in _LABEL_WORDS and not rest:

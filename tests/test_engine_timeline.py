@@ -1,0 +1,188 @@
+"""Scripted timelines through the engine in virtual time (fake model, real everything else)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from engine.clock import VirtualClock
+from engine.engine import Engine, ReplyBudget, TimelineEvent
+from engine.frames import TICK_S, ControlEvent, ControlKind, FocusChange, TypedText
+from engine.model.session import ModelSession
+from engine.model.worker import ModelWorker
+from engine.speech import PacedTextSpeech
+from tests.fakes import FakeBackend
+
+Item = TypedText | FocusChange | ControlEvent
+
+
+def run(
+    items: Sequence[Item],
+    duration: float,
+    *,
+    reply: str = "Use reversed or slicing.",
+    rules: dict[str, str] | None = None,
+    tokens_per_tick: int = 8,
+) -> tuple[list[dict[str, Any]], FakeBackend]:
+    fake = FakeBackend(rules=rules, reply=reply)
+    worker = ModelWorker()
+    worker.start(lambda: ModelSession(fake, "system: you are Tandem"))
+    events: list[TimelineEvent] = []
+    engine = Engine(worker, PacedTextSpeech(), events.append, budget=ReplyBudget(tokens_per_tick))
+    clock = VirtualClock()
+
+    async def drive() -> None:
+        pending = sorted(items, key=lambda i: i.t)
+        for k in range(1, round(duration / TICK_S) + 1):
+            tick_t = round(k * TICK_S, 6)
+            while pending and pending[0].t <= tick_t:
+                item = pending.pop(0)
+                await clock.sleep_until(item.t)
+                if isinstance(item, ControlEvent):
+                    await engine.control(item)
+                else:
+                    engine.data.put(item)
+            await clock.sleep_until(tick_t)
+            await engine.tick(tick_t)
+        engine.flush(clock.now())
+
+    try:
+        asyncio.run(drive())
+    finally:
+        worker.close()
+    return [e.to_json() for e in sorted(events, key=lambda e: e.t)], fake
+
+
+def lane(events: list[dict[str, Any]], name: str, kind: str | None = None) -> list[dict[str, Any]]:
+    return [e for e in events if e["lane"] == name and (kind is None or e["kind"] == kind)]
+
+
+def test_a_typed_question_is_answered_within_a_tick() -> None:
+    events, _ = run([TypedText(1.05, "how do I reverse a list?")], 5.0)
+    decisions = [e for e in lane(events, "model") if e["decision"] != "silent"]
+    assert decisions[0] == {
+        "t": 1.2,
+        "lane": "model",
+        "kind": "decision",
+        "decision": "speak",
+        "reason": "typed_request",
+    }
+    start = lane(events, "speech", "start")[0]
+    assert start["t"] == 1.2 and start["text"] == "Use reversed or slicing."
+    stop = lane(events, "speech", "stop")[0]
+    assert stop["reason"] == "done" and stop["t"] > start["t"]
+
+
+def test_a_long_reply_is_prepared_over_several_ticks() -> None:
+    reply = " ".join(f"w{i}" for i in range(20))
+    events, _ = run([TypedText(1.0, "explain")], 4.0, reply=reply, tokens_per_tick=8)
+    start = lane(events, "speech", "start")[0]
+    assert start["t"] == pytest.approx(1.4)  # 8 + 8 + 4 words: three ticks
+    assert start["text"] == reply
+
+
+def test_quiet_ticks_do_not_call_the_model() -> None:
+    events, fake = run([], 10.0)
+    assert len(lane(events, "tick")) == 50
+    assert fake.label_calls == 5  # one heartbeat every 2 s, nothing else
+    assert all(e["decision"] == "silent" for e in lane(events, "model"))
+
+
+def test_barge_in_stops_the_assistant_within_one_tick_and_is_remembered() -> None:
+    say = "Let me walk you through the whole parser step by step from the very top"
+    items = [
+        ControlEvent(1.0, ControlKind.FORCE_SAY, say),
+        ControlEvent(2.05, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(3.0, ControlKind.USER_STOPPED_SPEAKING),
+    ]
+    events, fake = run(items, 5.0)
+    stop = lane(events, "speech", "stop")[0]
+    assert stop["reason"] == "interrupted"
+    assert 2.05 <= stop["t"] <= 2.05 + TICK_S
+    cut = [a for a in fake.appends if "you stopped after" in a]
+    assert cut and '"Let me' in cut[0]
+    assert any("you said" in a and "walk you through" in a for a in fake.appends)
+
+
+def test_a_stop_command_acts_at_once_not_at_the_next_tick() -> None:
+    items = [
+        ControlEvent(1.0, ControlKind.FORCE_SAY, "one two three four five six seven eight"),
+        ControlEvent(1.33, ControlKind.STOP_SPEAKING),
+    ]
+    events, _ = run(items, 3.0)
+    assert lane(events, "speech", "stop")[0]["t"] == pytest.approx(1.33)
+
+
+def test_a_typed_request_during_speech_is_answered_after_it() -> None:
+    items = [
+        ControlEvent(0.5, ControlKind.FORCE_SAY, "one two three four five six"),
+        TypedText(1.0, "and the tests?"),
+    ]
+    events, _ = run(items, 6.0)
+    starts = lane(events, "speech", "start")
+    first_stop = lane(events, "speech", "stop")[0]
+    assert len(starts) == 2
+    assert starts[1]["t"] >= first_stop["t"]
+
+
+def test_a_reply_being_prepared_is_dropped_when_the_user_goes_on() -> None:
+    reply = " ".join(f"w{i}" for i in range(40))
+    items = [
+        TypedText(1.0, "so the thing is"),
+        ControlEvent(1.3, ControlKind.USER_STARTED_SPEAKING),
+    ]
+    events, fake = run(items, 3.0, reply=reply)
+    assert lane(events, "speech", "start") == []
+    assert any(a.startswith(" silent\n") for a in fake.appends)
+
+
+def test_lines_arriving_while_a_reply_is_prepared_are_kept_in_order() -> None:
+    reply = " ".join(f"w{i}" for i in range(20))
+    items = [TypedText(1.0, "explain"), FocusChange(1.1, "firefox", "docs")]
+    _, fake = run(items, 5.0, reply=reply)
+    joined = "".join(fake.appends)
+    assert joined.index(' speak "w0') < joined.index('app firefox "docs"')
+
+
+def test_mute_revokes_the_microphone_on_the_spot() -> None:
+    items = [ControlEvent(1.23, ControlKind.MUTE), ControlEvent(2.5, ControlKind.UNMUTE)]
+    events, _ = run(items, 3.0)
+    perm = lane(events, "permission")
+    assert [(e["t"], e["kind"], e["decision"]) for e in perm] == [
+        (1.23, "revoke", "deny"),
+        (2.5, "lease", "allow"),
+    ]
+
+
+def test_a_handoff_is_acknowledged() -> None:
+    events, _ = run(
+        [TypedText(1.0, "run the tests")],
+        4.0,
+        rules={"typed": "handoff"},
+        reply="Running the tests",
+    )
+    assert [e["decision"] for e in lane(events, "model") if e["decision"] != "silent"] == [
+        "handoff"
+    ]
+    assert lane(events, "speech", "start")[0]["text"] == "Running the tests"
+
+
+def test_replay_is_deterministic() -> None:
+    items = [
+        TypedText(1.0, "a"),
+        ControlEvent(2.0, ControlKind.FORCE_SAY, "b c d e"),
+        TypedText(4.0, "f"),
+    ]
+    assert run(items, 6.0)[0] == run(items, 6.0)[0]
+
+
+def test_logs_never_carry_what_the_user_typed(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "my password is hunter2"
+    with caplog.at_level(logging.DEBUG):
+        run([TypedText(1.0, secret)], 3.0, reply="")
+    assert caplog.records  # something was logged (the empty reply)
+    assert all("hunter2" not in r.getMessage() for r in caplog.records)
