@@ -36,8 +36,9 @@ def test_run_live_says_what_it_lacks_and_answers_typed_text() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "microphone:" in out and "listening is off" in out  # no sound card here
-    assert "screen:" in out and "no display" in out
+    # Each sense says whether it is there and, when not, why (here: no sound card, no display).
+    assert "listening is off" in out or "microphone: found" in out
+    assert "no display" in out  # DISPLAY is removed from the environment above
     assert "decide  speak" in out or "decide  handoff" in out
     assert "tandem  " in out  # the reply, printed as it would be spoken
     assert "stopped after" in out

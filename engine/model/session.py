@@ -19,14 +19,14 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
 
 from engine.errors import EngineError
 from engine.frames import DecisionKind, Proposal
 from engine.microturn import DECISION_CUE, quote
 from engine.model.backend import SessionBackend
 
-PROMPT_FILE = Path(__file__).resolve().parents[2] / "assets" / "prompts" / "interaction.txt"
+PROMPT_RESOURCE = ("assets", "prompts/interaction.txt")
 LABELS: dict[DecisionKind, str] = {kind: " " + kind.value for kind in DecisionKind}
 REPLY_STOP = ('"', "\n")
 MAX_REPLY_CHARS = 240
@@ -36,9 +36,10 @@ RECAP_ITEM_CHARS = 96
 """A recap line costs ~30 tokens (~150 ms on the CPU): one is written per quiet tick."""
 
 
-def load_prompt(path: Path = PROMPT_FILE) -> str:
-    """The pinned instructions (ChatML), read from the assets folder."""
-    return path.read_text(encoding="utf-8")
+def load_prompt() -> str:
+    """The pinned instructions (ChatML), from the ``assets`` package data."""
+    package, name = PROMPT_RESOURCE
+    return resources.files(package).joinpath(name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True, slots=True)
