@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.model.load import DEFAULT_N_CTX, ModelConfig
+from permissions.errors import PermissionsError
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -69,6 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
     sess.add_argument("--hours", type=float, default=2.0, help="simulated hours (default 2)")
     sess.add_argument("--reps", type=int, default=9, help="repetitions per context row")
     _model_args(sess)
+
+    perm = sub.add_parser("permissions", help="what the permission gate decides")
+    psub = perm.add_subparsers(dest="permissions", required=True)
+    exp = psub.add_parser("explain", help="what the gate would decide right now")
+    what = exp.add_mutually_exclusive_group(required=True)
+    what.add_argument("--tool", help="tool name, e.g. run_command or mcp__github__create_issue")
+    what.add_argument("--sense", choices=["microphone", "screen", "camera"])
+    exp.add_argument("--args", default="{}", help="the tool's arguments as a JSON object")
+    exp.add_argument("--workspace", type=Path, default=Path.cwd(), help="workspace folder")
+    exp.add_argument("--app", default="", help="focused application id (e.g. WM_CLASS)")
+    exp.add_argument("--title", default="", help="focused window title")
+    exp.add_argument("--json", action="store_true")
+
+    audit = sub.add_parser("audit", help="the append-only audit log")
+    asub = audit.add_subparsers(dest="audit", required=True)
+    tail = asub.add_parser("tail", help="the latest entries")
+    tail.add_argument("-n", type=int, default=20)
+    tail.add_argument("--json", action="store_true")
+    export = asub.add_parser("export", help="every entry as JSON lines")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    verify = asub.add_parser("verify", help="check the hash chain")
+    verify.add_argument("--json", action="store_true")
     return parser
 
 
@@ -85,8 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "replay":
             return _replay(args)
+        if args.command == "permissions":
+            return _permissions(args)
+        if args.command == "audit":
+            return _audit(args)
         return _bench(args)
-    except EngineError as e:
+    except (EngineError, PermissionsError) as e:
         print(f"tandem: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -157,6 +184,68 @@ def _bench(a: argparse.Namespace) -> int:
     for k, v in result["long_session"].items():
         print(f"  {k}: {v}")
     return 0
+
+
+def _permissions(a: argparse.Namespace) -> int:
+    from permissions import settings
+    from permissions.gate import Gate
+    from permissions.model import AppContext, Sense, ToolRequest
+
+    loaded = settings.load()
+    if loaded.problem:
+        print(f"tandem: warning: {loaded.problem}", file=sys.stderr)
+    gate = Gate.from_settings(loaded)
+    app = AppContext(a.app, a.title)
+    if a.sense:
+        verdict = gate.explain_sense(Sense(a.sense), app)
+    else:
+        try:
+            tool_args = json.loads(a.args)
+        except json.JSONDecodeError as e:
+            print(f"tandem: error: --args is not JSON ({e.msg})", file=sys.stderr)
+            return 2
+        verdict = gate.explain_tool(ToolRequest(a.tool, tool_args, a.workspace, app))
+    if a.json:
+        print(json.dumps(verdict.to_json()))
+    else:
+        rule = f" (rule {verdict.rule})" if verdict.rule else ""
+        print(f"{verdict.decision.value}{rule}: {verdict.reason}")
+    return 0
+
+
+def _audit(a: argparse.Namespace) -> int:
+    from permissions import settings
+    from permissions.audit import AuditLog
+
+    log = AuditLog(settings.data_dir() / "audit.sqlite3")
+    try:
+        if a.audit == "verify":
+            result = log.verify()
+            if a.json:
+                print(json.dumps(result.to_json()))
+            else:
+                state = "intact" if result.intact else f"NOT intact: {result.problem}"
+                print(f"{result.entries} entries, {state}")
+            return 0 if result.intact else 1
+        rows = log.tail(a.n) if a.audit == "tail" else list(log.rows())
+        if a.audit == "export":
+            lines = "".join(json.dumps(r) + "\n" for r in rows)
+            if a.out:
+                a.out.write_text(lines)
+            else:
+                sys.stdout.write(lines)
+        elif a.json:
+            print(json.dumps(rows))
+        else:
+            for r in rows:
+                rule = f" [{r['rule']}]" if r["rule"] else ""
+                print(
+                    f"{r['seq']:>6} {r['ts']:.3f} {r['kind']:<8} {r['subject']:<24} "
+                    f"{r['decision']:<6} {r['reason']}{rule}"
+                )
+        return 0
+    finally:
+        log.close()
 
 
 if __name__ == "__main__":
