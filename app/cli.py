@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
     verify = asub.add_parser("verify", help="check the hash chain")
     verify.add_argument("--json", action="store_true")
+
+    sec = sub.add_parser("secrets", help="API keys in the system keyring")
+    ssub = sec.add_subparsers(dest="secrets", required=True)
+    sset = ssub.add_parser("set", help="store a secret read from standard input")
+    sset.add_argument("name", help="e.g. server:http://host:8080 (see --server)")
+    sdel = ssub.add_parser("delete", help="delete a secret")
+    sdel.add_argument("name")
     return parser
 
 
@@ -112,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _permissions(args)
         if args.command == "audit":
             return _audit(args)
+        if args.command == "secrets":
+            return _secrets(args)
         return _bench(args)
     except (EngineError, PermissionsError) as e:
         print(f"tandem: error: {e}", file=sys.stderr)
@@ -210,6 +219,22 @@ def _permissions(a: argparse.Namespace) -> int:
     else:
         rule = f" (rule {verdict.rule})" if verdict.rule else ""
         print(f"{verdict.decision.value}{rule}: {verdict.reason}")
+    return 0
+
+
+def _secrets(a: argparse.Namespace) -> int:
+    import getpass
+
+    from permissions.secrets import delete_secret, set_secret
+
+    if a.secrets == "delete":
+        print("deleted" if delete_secret(a.name) else "no such secret")
+        return 0
+    # Read from the terminal without echo, or from a pipe; never from the command line,
+    # where it would land in the shell history and the process list.
+    value = getpass.getpass(f"{a.name}: ") if sys.stdin.isatty() else sys.stdin.readline()
+    set_secret(a.name, value.strip())
+    print(f"stored {a.name}")
     return 0
 
 

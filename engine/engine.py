@@ -30,6 +30,8 @@ from engine.microturn import DECISION_CUE, Assembler, Renderer
 from engine.model.worker import ModelWorker
 from engine.policy import PolicyConfig, PolicyInput, decide
 from engine.speech import SpeechHandle, SpeechOut
+from permissions.gate import Gate
+from permissions.model import Sense
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ class Engine:
         policy: PolicyConfig | None = None,
         renderer: Renderer | None = None,
         budget: ReplyBudget | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.worker = worker
         self.speech = speech
@@ -105,6 +108,7 @@ class Engine:
         self.policy = policy or PolicyConfig()
         self.renderer = renderer or Renderer()
         self.budget = budget or ReplyBudget()
+        self.gate = gate or Gate()
         self.data: Channel[DataFrame] = Channel("data", DATA_CAPACITY, Overflow.DROP_OLDEST)
         self.assembler = Assembler()
         self.state = EngineState()
@@ -121,6 +125,7 @@ class Engine:
             st.user_speaking = False
         elif ev.kind in (ControlKind.MUTE, ControlKind.UNMUTE):
             st.muted = ev.kind is ControlKind.MUTE
+            self.gate.mute(Sense.MICROPHONE, st.muted)  # revokes the microphone's lease at once
             st.user_speaking = st.user_speaking and not st.muted
             kind = "revoke" if st.muted else "lease"
             decision = "deny" if st.muted else "allow"

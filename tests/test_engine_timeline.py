@@ -186,3 +186,21 @@ def test_logs_never_carry_what_the_user_typed(caplog: pytest.LogCaptureFixture) 
         run([TypedText(1.0, secret)], 3.0, reply="")
     assert caplog.records  # something was logged (the empty reply)
     assert all("hunter2" not in r.getMessage() for r in caplog.records)
+
+
+def test_mute_goes_through_the_gate_and_revokes_the_microphone_lease() -> None:
+    from permissions.gate import Gate
+    from permissions.model import AppContext, Decision, Rule, Sense
+
+    gate = Gate((Rule("u:mic", Decision.ALLOW, sense=Sense.MICROPHONE),))
+    lease = gate.open_sense(Sense.MICROPHONE, AppContext("code"))
+    assert lease is not None
+    worker = ModelWorker()
+    worker.start(lambda: ModelSession(FakeBackend(), "system"))
+    try:
+        engine = Engine(worker, PacedTextSpeech(), lambda _: None, gate=gate)
+        asyncio.run(engine.control(ControlEvent(1.0, ControlKind.MUTE)))
+    finally:
+        worker.close()
+    assert not lease.active and lease.revoked_reason == "muted"
+    assert gate.open_sense(Sense.MICROPHONE, AppContext("code")) is None

@@ -70,3 +70,20 @@ def test_no_secure_store_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 def test_empty_names_or_values_are_refused() -> None:
     with pytest.raises(SecretsError, match="non-empty"):
         secrets.set_secret("", "y")
+
+
+def test_the_cli_stores_a_key_from_a_pipe_never_from_argv(tmp_path: Path) -> None:
+    script = (
+        f"printf 'sk-piped-456\\n' | {sys.executable} -m app secrets set server:http://h:1 && "
+        f"{sys.executable} -c 'from engine.model.load import server_api_key; "
+        'print(server_api_key("http://h:1/"))\''
+    )
+    proc = subprocess.run(
+        ["bash", str(WRAPPER), "bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["stored server:http://h:1", "sk-piped-456"]

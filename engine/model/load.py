@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from dataclasses import dataclass
 
 from engine.model.backend import SessionBackend
 from engine.model.session import ModelSession
+from permissions.errors import SecretsError
+from permissions.secrets import get_secret
 
 DEFAULT_N_CTX = 2048
 """The working window for the embedded 135M model on a CPU. Measured here (2 threads):
@@ -14,7 +16,21 @@ append+decide grows from ~100 ms at 200 tokens to ~165 ms at 1.8k (flatness 1.5)
 ~220 ms at 3.9k with a 4,096 window (2.3): past 2k the window costs more than it gives a
 135M model. Larger models on a GPU should raise it (``--n-ctx``)."""
 
-API_KEY_ENV = "TANDEM_API_KEY"
+log = logging.getLogger(__name__)
+
+
+def server_key_name(url: str) -> str:
+    """The keyring name under which a server's API key is kept."""
+    return f"server:{url.rstrip('/')}"
+
+
+def server_api_key(url: str) -> str | None:
+    """The server's API key from the system keyring (never from files or the environment)."""
+    try:
+        return get_secret(server_key_name(url))
+    except SecretsError as e:
+        log.warning("no API key for the model server: %s", e)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +56,7 @@ def make_backend(cfg: ModelConfig) -> SessionBackend:
             cfg.server_url,
             model=cfg.server_model,
             n_ctx=cfg.n_ctx,
-            api_key=os.environ.get(API_KEY_ENV),
+            api_key=server_api_key(cfg.server_url),
         )
     from engine.model.llama_backend import LlamaBackend, choose_threads
     from engine.model.registry import resolve
