@@ -18,6 +18,7 @@ output or the screen is ever read as an instruction.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -281,10 +282,23 @@ class Gate:
         )
 
     def _remember(self, subject: str, req: ToolRequest | None, answer: Answer) -> None:
-        """Turn an "allow for the session / always" answer into a rule for this exact tool."""
+        """Turn an "allow for the session / always" answer into a rule as narrow as the request:
+        this exact tool, in this workspace, and outside it only for the very paths asked for."""
         rid = f"user:{subject}:{secrets.token_hex(4)}"
         if req is not None:
-            rule = Rule(rid, Decision.ALLOW, tool=req.tool, scope=answer.scope)
+            workspace = os.path.realpath(req.workspace)
+            outside = [p for p in rules.facts(req).paths if not p.inside]
+            path = str(outside[0].resolved) if len(outside) == 1 else ""
+            if len(outside) > 1:
+                return  # several outside paths: no single rule is that narrow; ask next time
+            rule = Rule(
+                rid,
+                Decision.ALLOW,
+                tool=req.tool,
+                path=path,
+                workspace=workspace,
+                scope=answer.scope,
+            )
         else:
             rule = Rule(rid, Decision.ALLOW, sense=Sense(subject), scope=answer.scope)
         with self._lock:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from permissions.audit import AuditLog
 
 BURST = """
@@ -53,33 +55,30 @@ def test_a_flipped_byte_is_detected(tmp_path: Path) -> None:
     assert result.intact is False and "altered" in (result.problem or "")
 
 
-def test_editing_a_row_with_sql_is_detected(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sql", "problem"),
+    [
+        ("UPDATE entries SET decision='deny' WHERE seq=4", "entry 4 was altered"),
+        ("UPDATE entries SET ts=ts+1 WHERE seq=1", "entry 1 was altered"),
+        ("DELETE FROM entries WHERE seq=10", "entry 10 is missing"),
+        ("DELETE FROM entries WHERE seq > 15", "log truncated"),
+        ("DELETE FROM entries", "log truncated"),
+    ],
+)
+def test_tampering_with_sql_is_detected(tmp_path: Path, sql: str, problem: str) -> None:
     filled(tmp_path).close()
     con = sqlite3.connect(tmp_path / "audit.sqlite3")
-    con.execute("UPDATE entries SET decision='deny' WHERE seq=4")
-    con.commit()
-    con.close()
-    assert AuditLog(tmp_path / "audit.sqlite3").verify().intact is False
-
-
-def test_deleting_a_middle_row_is_detected(tmp_path: Path) -> None:
-    filled(tmp_path).close()
-    con = sqlite3.connect(tmp_path / "audit.sqlite3")
-    con.execute("DELETE FROM entries WHERE seq=10")
-    con.commit()
-    con.close()
-    result = AuditLog(tmp_path / "audit.sqlite3").verify()
-    assert result.intact is False and "missing" in (result.problem or "")
-
-
-def test_cutting_off_the_end_is_detected(tmp_path: Path) -> None:
-    filled(tmp_path).close()
-    con = sqlite3.connect(tmp_path / "audit.sqlite3")
-    con.execute("DELETE FROM entries WHERE seq > 15")
+    con.execute(sql)
     con.commit()
     con.close()
     result = AuditLog(tmp_path / "audit.sqlite3").verify()
-    assert result.intact is False and "truncated" in (result.problem or "")
+    assert result.intact is False and problem in (result.problem or "")
+
+
+def test_a_deleted_head_file_is_detected(tmp_path: Path) -> None:
+    log = filled(tmp_path)
+    log.head_path.unlink()
+    assert log.verify().problem == "head file missing"
 
 
 def test_arguments_are_stored_as_digests_only(tmp_path: Path) -> None:

@@ -234,3 +234,22 @@ def test_everything_decided_is_recorded_without_content(tmp_path: Path) -> None:
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert b"hunter2" not in raw and b"sk-live-123" not in raw
     assert AuditLog(tmp_path / "audit.sqlite3").verify().intact
+
+
+def test_a_remembered_answer_is_as_narrow_as_the_request(tmp_path: Path) -> None:
+    ws, other = tmp_path / "ws", tmp_path / "other"
+    ws.mkdir()
+    other.mkdir()
+    broker = PromptBroker()
+    seen = answering(broker, Answer(Decision.ALLOW, Scope.ALWAYS))
+    gate = Gate(broker=broker)
+    asked = ToolRequest("read_file", {"path": str(other / "notes.txt")}, ws)
+    assert gate.authorize(asked, timeout_s=2).decision is Decision.ALLOW
+    (rule,) = gate.user_rules()
+    assert rule.tool == "read_file" and rule.path == str(other / "notes.txt")
+    assert gate.explain_tool(asked).decision is Decision.ALLOW  # remembered
+    elsewhere = ToolRequest("read_file", {"path": "/etc/passwd"}, ws)
+    assert gate.explain_tool(elsewhere).decision is Decision.ASK  # not a blanket allow
+    other_ws = ToolRequest("read_file", {"path": str(other / "notes.txt")}, other)
+    assert gate.explain_tool(other_ws).decision is Decision.ALLOW  # inside its own workspace
+    assert len(seen) == 1
