@@ -240,9 +240,9 @@ def _secrets(a: argparse.Namespace) -> int:
 
 def _audit(a: argparse.Namespace) -> int:
     from permissions import settings
-    from permissions.audit import AuditLog
+    from permissions.audit import AUDIT_FILE, AuditLog
 
-    log = AuditLog(settings.data_dir() / "audit.sqlite3")
+    log = AuditLog(settings.data_dir() / AUDIT_FILE)
     try:
         if a.audit == "verify":
             result = log.verify()

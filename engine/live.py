@@ -23,6 +23,9 @@ from engine.model.load import ModelConfig, make_session
 from engine.model.worker import ModelWorker
 from engine.senses import microphone, screen
 from engine.speech import PacedTextSpeech
+from permissions import settings
+from permissions.audit import AUDIT_FILE, AuditLog
+from permissions.gate import Gate
 
 QUIT = "/quit"
 
@@ -65,7 +68,12 @@ async def run_live(
     backend = session.backend
     out(f"model:      {backend.name}, window {backend.n_ctx} tokens - type a line, {QUIT} to stop")
 
-    engine = Engine(worker, PacedTextSpeech(), _printer(out), budget=LIVE_BUDGET)
+    loaded = settings.load()
+    if loaded.problem:
+        out(f"settings:   {loaded.problem}")
+    audit = AuditLog(settings.data_dir() / AUDIT_FILE)
+    gate = Gate.from_settings(loaded, audit=audit)
+    engine = Engine(worker, PacedTextSpeech(), _printer(out), budget=LIVE_BUDGET, gate=gate)
     clock = RealClock()
     inbox: ControlInbox[ControlEvent] = ControlInbox()
     wake = asyncio.Event()
@@ -116,6 +124,7 @@ async def run_live(
     finally:
         stopped.set()
         worker.close()
+        audit.close()
     out(f"stopped after {counters['ticks']} ticks ({counters['skipped_ticks']} skipped)")
     return counters
 

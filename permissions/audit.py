@@ -24,6 +24,7 @@ from typing import Any
 
 from permissions.errors import AuditError
 
+AUDIT_FILE = "audit.sqlite3"
 GENESIS = "0" * 64
 FIELDS = ("seq", "ts", "kind", "subject", "decision", "rule", "reason", "args")
 _SCHEMA = """

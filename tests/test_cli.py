@@ -17,8 +17,12 @@ from tests.conftest import free_port
 TANDEM = [sys.executable, "-m", "app"]
 
 
-def tandem(*args: str, stdin: str = "", timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def tandem(
+    *args: str, stdin: str = "", timeout: float = 120, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    if home is not None:  # keep the user's own settings and audit log out of the test
+        env.update(TANDEM_CONFIG_DIR=str(home / "config"), TANDEM_DATA_DIR=str(home / "data"))
     return subprocess.run(
         [*TANDEM, *args],
         input=stdin,
@@ -30,9 +34,15 @@ def tandem(*args: str, stdin: str = "", timeout: float = 120) -> subprocess.Comp
     )
 
 
-def test_run_live_says_what_it_lacks_and_answers_typed_text() -> None:
+def test_run_live_says_what_it_lacks_and_answers_typed_text(tmp_path: Path) -> None:
     proc = tandem(
-        "run", "--duration", "6", "--threads", "2", stdin="how do I reverse a list in python?\n"
+        "run",
+        "--duration",
+        "6",
+        "--threads",
+        "2",
+        stdin="how do I reverse a list in python?\n",
+        home=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -45,8 +55,8 @@ def test_run_live_says_what_it_lacks_and_answers_typed_text() -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_quit_ends_a_live_session_at_once() -> None:
-    proc = tandem("run", "--threads", "2", stdin="/quit\n", timeout=60)
+def test_quit_ends_a_live_session_at_once(tmp_path: Path) -> None:
+    proc = tandem("run", "--threads", "2", stdin="/quit\n", timeout=60, home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "stopped after" in proc.stdout
 
