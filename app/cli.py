@@ -93,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     verify = asub.add_parser("verify", help="check the hash chain")
     verify.add_argument("--json", action="store_true")
 
+    ev = sub.add_parser("eval", help="measure on recorded data")
+    esub = ev.add_subparsers(dest="eval", required=True)
+    easr = esub.add_parser("asr", help="word error rate and real-time factor")
+    easr.add_argument("dir", type=Path)
+    easr.add_argument("--json", action="store_true")
+    easr.add_argument(
+        "--language", default="en", help="only files in this language ('all': every file)"
+    )
+    easr.add_argument(
+        "--asr-model", type=Path, help="a CTranslate2 Whisper folder (default: tiny.en)"
+    )
+    easr.add_argument("--threads", type=int, default=2)
+    evad = esub.add_parser("vad", help="frame-level precision, recall, F1 at 10 ms")
+    evad.add_argument("dir", type=Path)
+    evad.add_argument("--json", action="store_true")
+
     sec = sub.add_parser("secrets", help="API keys in the system keyring")
     ssub = sec.add_subparsers(dest="secrets", required=True)
     sset = ssub.add_parser("set", help="store a secret read from standard input")
@@ -121,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(args)
         if args.command == "secrets":
             return _secrets(args)
+        if args.command == "eval":
+            return _eval(args)
         return _bench(args)
     except (EngineError, PermissionsError) as e:
         print(f"tandem: error: {e}", file=sys.stderr)
@@ -143,16 +161,24 @@ def _replay(a: argparse.Namespace) -> int:
     from engine.engine import TimelineEvent
     from engine.model.load import make_session
     from engine.model.worker import ModelWorker
-    from engine.replay import check_speech_out, load_scenario, replay, summary, write_timeline
+    from engine.replay import (
+        check_speech_out,
+        hear_scenario,
+        load_scenario,
+        replay,
+        summary,
+        write_timeline,
+    )
 
     check_speech_out(a.speech_out)
     scenario = load_scenario(a.scenario)
+    heard = hear_scenario(scenario)
     events: list[TimelineEvent] = []
     worker = ModelWorker()
     cfg = _model_config(a)
     try:
         worker.start(lambda: make_session(cfg))
-        ticks = asyncio.run(replay(scenario, worker, events.append))
+        ticks = asyncio.run(replay(scenario, worker, events.append, heard))
     finally:
         worker.close()
     write_timeline(events, a.out)
@@ -219,6 +245,38 @@ def _permissions(a: argparse.Namespace) -> int:
     else:
         rule = f" (rule {verdict.rule})" if verdict.rule else ""
         print(f"{verdict.decision.value}{rule}: {verdict.reason}")
+    return 0
+
+
+def _eval(a: argparse.Namespace) -> int:
+    from engine import evals
+
+    if a.eval == "asr":
+        from engine.features.asr import Recognizer
+
+        language = None if a.language == "all" else a.language
+        recognizer = Recognizer(a.asr_model, threads=a.threads, language=language)
+        result = evals.eval_asr(a.dir, lambda x: recognizer.transcribe(x).text, language)
+        if a.json:
+            print(json.dumps(result))
+        else:
+            for f in result["files"]:
+                print(f"{f['wer']:6.1%}  {f['audio']}")
+            print(
+                f"WER {result['wer']:.1%}  RTF {result['rtf']:.3f}  ({len(result['files'])} files)"
+            )
+        return 0
+    from engine.features.vad import SileroVad, VadStream, segments
+
+    vad = SileroVad()
+    result = evals.eval_vad(a.dir, lambda x: segments(vad.scores(x), VadStream()))
+    if a.json:
+        print(json.dumps(result))
+    else:
+        for f in result["files"]:
+            print(f"F1 {f['f1']:.3f}  P {f['precision']:.3f}  R {f['recall']:.3f}  {f['audio']}")
+        p, r = result["precision"], result["recall"]
+        print(f"F1 {result['f1']:.3f}  precision {p:.3f}  recall {r:.3f}")
     return 0
 
 

@@ -120,9 +120,14 @@ class Engine:
         """Handle a control event the moment it arrives (not at the next tick)."""
         st = self.state
         if ev.kind is ControlKind.USER_STARTED_SPEAKING:
-            st.user_speaking = True
+            if not st.muted:  # a muted microphone hears nothing
+                st.user_speaking = True
+                st.user_turn_ended_at = None  # it was a pause, not the end of the turn
+                self._emit(ev.t, "vad", "speech_start")
         elif ev.kind is ControlKind.USER_STOPPED_SPEAKING:
-            st.user_speaking = False
+            if st.user_speaking:
+                st.user_speaking = False
+                self._emit(ev.t, "vad", "speech_end")
         elif ev.kind in (ControlKind.MUTE, ControlKind.UNMUTE):
             st.muted = ev.kind is ControlKind.MUTE
             self.gate.mute(Sense.MICROPHONE, st.muted)  # revokes the microphone's lease at once
@@ -148,11 +153,15 @@ class Engine:
         self._tick_started = time.perf_counter()
         self._finish_speech(t)
         for frame in self.data.drain():
-            self.assembler.add(frame)
-            if isinstance(frame, TypedText):
+            if isinstance(frame, TranscriptDelta):
+                if st.muted:
+                    continue
+                self._emit(frame.t, "asr", "final" if frame.final else "partial", text=frame.text)
+                if frame.final:
+                    st.user_turn_ended_at = frame.t
+            elif isinstance(frame, TypedText):
                 st.typed_pending = True
-            elif isinstance(frame, TranscriptDelta) and frame.final:
-                st.user_turn_ended_at = frame.t
+            self.assembler.add(frame)
         speaking = st.speech is not None and not st.speech.done
         turn = self.assembler.cut(t, user_speaking=st.user_speaking, assistant_speaking=speaking)
         self._emit(t, "tick", "microturn", index=turn.index)

@@ -138,15 +138,34 @@ def _parse_item(raw: str, where: str, root: Path) -> ScriptItem:
     return ScriptItem(t=t)  # the screen lane lands with the screen issue
 
 
+def hear_scenario(scenario: Scenario, threads: int = 2) -> list[ScriptItem]:
+    """What the engine hears in mic.wav (VAD events and final transcripts), as timed items."""
+    from engine import audio
+    from engine.features.asr import Recognizer
+    from engine.features.vad import SileroVad
+    from engine.hearing import hear
+
+    mic = scenario.root / "mic.wav"
+    if not mic.exists():
+        return []
+    heard = hear(audio.load_mono16k(mic), SileroVad(), Recognizer(threads=threads))
+    return [ScriptItem(t=h.t, frame=h.transcript, control=h.control) for h in heard]
+
+
 async def replay(
     scenario: Scenario,
     worker: ModelWorker,
     sink: Callable[[TimelineEvent], None],
+    heard: list[ScriptItem] | None = None,
 ) -> int:
-    """Drive the engine through the scenario on a virtual clock; returns the tick count."""
+    """Drive the engine through the scenario on a virtual clock; returns the tick count.
+
+    ``heard`` holds what the microphone lane produced (``hear_scenario``); scripted inputs
+    come first when both happen at the same moment.
+    """
     clock = VirtualClock()
     engine = Engine(worker, PacedTextSpeech(), sink)
-    pending = list(scenario.items)
+    pending = sorted([*scenario.items, *(heard or [])], key=lambda i: i.t)
     n_ticks = round(scenario.duration / TICK_S)
     skipped_screen = 0
     for k in range(1, n_ticks + 1):

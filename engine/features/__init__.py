@@ -1,0 +1,1 @@
+"""Features computed from the senses: voice activity, speech recognition (later OCR)."""

