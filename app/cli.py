@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--asr-model", type=Path, help="a CTranslate2 Whisper folder (default: tiny.en)"
     )
     easr.add_argument("--threads", type=int, default=2)
+    edup = esub.add_parser("duplex", help="turn-taking metrics on replayed scenarios")
+    edup.add_argument("root", type=Path)
+    edup.add_argument("--json", action="store_true")
+    _model_args(edup)
+    ebuild = esub.add_parser("build-duplex", help="make duplex scenarios from real recordings")
+    ebuild.add_argument("--from", dest="source", type=Path, required=True, help="evaldata folder")
+    ebuild.add_argument("--out", type=Path, required=True)
     evad = esub.add_parser("vad", help="frame-level precision, recall, F1 at 10 ms")
     evad.add_argument("dir", type=Path)
     evad.add_argument("--json", action="store_true")
@@ -251,6 +258,8 @@ def _permissions(a: argparse.Namespace) -> int:
 def _eval(a: argparse.Namespace) -> int:
     from engine import evals
 
+    if a.eval in ("duplex", "build-duplex"):
+        return _eval_duplex(a)
     if a.eval == "asr":
         from engine.features.asr import Recognizer
 
@@ -277,6 +286,35 @@ def _eval(a: argparse.Namespace) -> int:
             print(f"F1 {f['f1']:.3f}  P {f['precision']:.3f}  R {f['recall']:.3f}  {f['audio']}")
         p, r = result["precision"], result["recall"]
         print(f"F1 {result['f1']:.3f}  precision {p:.3f}  recall {r:.3f}")
+    return 0
+
+
+def _eval_duplex(a: argparse.Namespace) -> int:
+    from engine import duplex
+    from engine.model.load import make_session
+    from engine.model.worker import ModelWorker
+    from engine.replay import Ears, replay_events
+
+    if a.eval == "build-duplex":
+        made = duplex.build_scenarios(a.source, a.out)
+        print(f"wrote {len(made)} scenarios under {a.out}")
+        return 0
+    ears = Ears.load()
+    worker = ModelWorker()
+    cfg = _model_config(a)
+    try:
+        worker.start(lambda: make_session(cfg))
+        result = duplex.eval_duplex(
+            a.root, lambda root: [e.to_json() for e in replay_events(root, worker, ears)]
+        )
+    finally:
+        worker.close()
+    if a.json:
+        print(json.dumps(result))
+        return 0
+    for task, figures in result.items():
+        if task != "scenarios":
+            print(f"{task:<12} " + "  ".join(f"{k} {v}" for k, v in figures.items()))
     return 0
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.bargein import Overlap, Verdict
 from engine.channels import Channel, Overflow
 from engine.frames import (
     ControlEvent,
@@ -86,6 +87,8 @@ class EngineState:
     speech: SpeechHandle | None = None
     proposal: Proposal = field(default_factory=Proposal)
     reply: DecisionKind | None = None
+    speech_ended_at: float | None = None
+    overlap: Overlap | None = None
 
 
 class Engine:
@@ -122,12 +125,21 @@ class Engine:
         if ev.kind is ControlKind.USER_STARTED_SPEAKING:
             if not st.muted:  # a muted microphone hears nothing
                 st.user_speaking = True
-                st.user_turn_ended_at = None  # it was a pause, not the end of the turn
+                st.user_turn_ended_at = st.speech_ended_at = None  # a pause, not the end
                 self._emit(ev.t, "vad", "speech_start")
+                if st.speech is not None and st.speech.playing_at(ev.t) and st.overlap is None:
+                    # Barge-in: pause at once (flushing queued audio); decide later whether
+                    # it was an interruption or a backchannel.
+                    st.speech.interrupt(ev.t, "interrupted")
+                    st.overlap = Overlap(ev.t)
+                    self._emit(ev.t, "speech", "stop", reason="interrupted")
         elif ev.kind is ControlKind.USER_STOPPED_SPEAKING:
             if st.user_speaking:
                 st.user_speaking = False
+                st.speech_ended_at = ev.t
                 self._emit(ev.t, "vad", "speech_end")
+                if st.overlap is not None:
+                    self._settle_overlap(st.overlap.on_user_stopped(ev.t), ev.t)
         elif ev.kind in (ControlKind.MUTE, ControlKind.UNMUTE):
             st.muted = ev.kind is ControlKind.MUTE
             self.gate.mute(Sense.MICROPHONE, st.muted)  # revokes the microphone's lease at once
@@ -152,13 +164,24 @@ class Engine:
         st = self.state
         self._tick_started = time.perf_counter()
         self._finish_speech(t)
+        if st.overlap is not None:
+            self._settle_overlap(st.overlap.on_tick(t, st.user_speaking), t)
         for frame in self.data.drain():
             if isinstance(frame, TranscriptDelta):
                 if st.muted:
                     continue
                 self._emit(frame.t, "asr", "final" if frame.final else "partial", text=frame.text)
-                if frame.final:
-                    st.user_turn_ended_at = frame.t
+                if frame.final and st.overlap is not None:
+                    verdict = st.overlap.on_transcript(frame.text)
+                    self._settle_overlap(verdict, t)
+                    if verdict is not Verdict.STOP:
+                        self.assembler.add(frame)  # the model sees it; it is not a turn
+                        continue
+                if frame.final and not st.user_speaking:
+                    # The turn ended when the voice did; the transcript only arrives later.
+                    # (A transcript arriving while the user talks again ends nothing.)
+                    ended = st.speech_ended_at
+                    st.user_turn_ended_at = ended if ended is not None else frame.t
             elif isinstance(frame, TypedText):
                 st.typed_pending = True
             self.assembler.add(frame)
@@ -258,8 +281,28 @@ class Engine:
 
     # --- speech --------------------------------------------------------------------------
 
-    def _start_speech(self, text: str, t: float) -> None:
+    def _settle_overlap(self, verdict: Verdict, t: float) -> None:
+        """Act on a barge-in verdict: keep waiting, resume the utterance, or make it final."""
+        st = self.state
+        overlap, handle = st.overlap, st.speech
+        if verdict is Verdict.WAIT or overlap is None:
+            return
+        st.overlap = None
+        if handle is None:
+            return
+        heard = handle.said_until(overlap.paused_t)
+        if verdict is Verdict.STOP:
+            self.assembler.add_cut_off(heard)
+            log.info("barge-in: interruption (paused %.2f s)", t - overlap.paused_t)
+            return
+        rest = handle.text[len(heard) :].strip() if handle.text.startswith(heard) else ""
+        log.info("barge-in: backchannel, resuming (paused %.2f s)", t - overlap.paused_t)
+        if rest:
+            self._start_speech(rest, t, resume=True)
+
+    def _start_speech(self, text: str, t: float, resume: bool = False) -> None:
         handle = self.speech.say(text, t)
+        handle.resume = resume
         self.state.speech = handle
         fields: dict[str, Any] = {"text": text}
         if handle.resume:

@@ -13,6 +13,7 @@ ASR) and the screen lane arrive with their issues and plug into the same driver.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import wave
@@ -21,10 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import audio
 from engine.clock import VirtualClock
 from engine.engine import Engine, TimelineEvent
 from engine.errors import EngineError, ScenarioError
+from engine.features.asr import Recognizer
+from engine.features.vad import SileroVad
 from engine.frames import TICK_S, ControlEvent, ControlKind, DataFrame, FocusChange, TypedText
+from engine.hearing import hear
 from engine.model.worker import ModelWorker
 from engine.speech import PacedTextSpeech
 
@@ -138,18 +143,37 @@ def _parse_item(raw: str, where: str, root: Path) -> ScriptItem:
     return ScriptItem(t=t)  # the screen lane lands with the screen issue
 
 
-def hear_scenario(scenario: Scenario, threads: int = 2) -> list[ScriptItem]:
-    """What the engine hears in mic.wav (VAD events and final transcripts), as timed items."""
-    from engine import audio
-    from engine.features.asr import Recognizer
-    from engine.features.vad import SileroVad
-    from engine.hearing import hear
+@dataclass(slots=True)
+class Ears:
+    """The hearing models, loaded once and reused across scenarios."""
 
+    vad: SileroVad
+    asr: Recognizer
+
+    @classmethod
+    def load(cls, threads: int = 2) -> Ears:
+        """The embedded VAD and ASR models."""
+        return cls(SileroVad(), Recognizer(threads=threads))
+
+
+def hear_scenario(scenario: Scenario, ears: Ears | None = None) -> list[ScriptItem]:
+    """What the engine hears in mic.wav (VAD events and final transcripts), as timed items."""
     mic = scenario.root / "mic.wav"
     if not mic.exists():
         return []
-    heard = hear(audio.load_mono16k(mic), SileroVad(), Recognizer(threads=threads))
+    ears = ears or Ears.load()
+    heard = hear(audio.load_mono16k(mic), ears.vad, ears.asr)
     return [ScriptItem(t=h.t, frame=h.transcript, control=h.control) for h in heard]
+
+
+def replay_events(root: Path, worker: ModelWorker, ears: Ears) -> list[TimelineEvent]:
+    """Replay one scenario folder on a fresh session; the events sorted by time."""
+    scenario = load_scenario(root)
+    heard = hear_scenario(scenario, ears)
+    worker.call_sync(lambda s: s.start())  # a fresh timeline (the prefix comes from a snapshot)
+    events: list[TimelineEvent] = []
+    asyncio.run(replay(scenario, worker, events.append, heard))
+    return sorted(events, key=lambda e: e.t)
 
 
 async def replay(

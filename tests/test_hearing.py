@@ -193,3 +193,24 @@ def test_replaying_real_speech_fills_the_vad_and_asr_lanes(
             speaking = e["kind"] == "speech_start"
         if e["lane"] == "model" and speaking:
             assert e["decision"] in ("silent", "backchannel", "stop")
+
+
+@needs_evaldata
+@pytest.mark.slow
+def test_duplex_scenarios_from_real_speech(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from app.cli import main
+
+    root = tmp_path / "duplex"
+    assert main(["eval", "build-duplex", "--from", str(EVALDATA), "--out", str(root)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "duplex", str(root), "--json", "--threads", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pause"]["takeover_rate"] <= 0.15  # it does not take the floor in a pause
+    assert result["turn"]["takeover_rate"] >= 0.9  # but it does answer a finished turn
+    assert result["interrupt"]["success_rate"] >= 0.95
+    assert result["interrupt"]["stop_time_median_s"] <= 0.5
+    assert result["backchannel"]["false_stop_rate"] <= 0.5

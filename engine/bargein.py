@@ -1,0 +1,105 @@
+"""Barge-in: stop at once when the user talks over the assistant, resume after a backchannel.
+
+The moment voice activity starts during playback the assistant *pauses* (queued audio is
+flushed): the stop time is bounded by voice detection, not by the 200 ms tick. What happens
+next depends on what the overlap turns out to be:
+
+- the user keeps talking past ``BACKCHANNEL_MAX_S``, or says real words -> the stop is final
+  and the user has the floor;
+- the user stops quickly and the transcript is a backchannel ("mm-hmm", "yeah", "right") or
+  nothing at all (a cough, a knock) -> the assistant resumes where it paused.
+
+Pure decisions on small values; the engine owns the speech handles and emits the events.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+BACKCHANNEL_MAX_S = 1.0
+"""Longest overlap (pause to detected end of the user's speech) still taken as a backchannel."""
+TRANSCRIPT_WAIT_S = 0.6
+"""How long after the user stops to wait for a transcript before taking it as noise."""
+
+BACKCHANNEL_WORDS = frozenset(
+    {
+        "mm",
+        "mhm",
+        "mmhmm",
+        "hmm",
+        "hm",
+        "uh",
+        "huh",
+        "uhhuh",
+        "um",
+        "ah",
+        "oh",
+        "yeah",
+        "yep",
+        "yes",
+        "yup",
+        "ok",
+        "okay",
+        "right",
+        "sure",
+        "alright",
+        "i",
+        "see",
+        "got",
+        "it",
+        "cool",
+        "nice",
+        "great",
+        "true",
+        "exactly",
+        "indeed",
+        "really",
+        "wow",
+        "go",
+        "on",
+    }
+)
+_WORD = re.compile(r"[a-z']+")
+
+
+def is_backchannel(text: str) -> bool:
+    """True for a short acknowledgement ("Mm-hmm.", "Yeah, right.", "I see") or nothing."""
+    words = _WORD.findall(text.lower().replace("-", ""))
+    return len(words) <= 3 and all(w in BACKCHANNEL_WORDS for w in words)
+
+
+class Verdict(enum.Enum):
+    """What to do with a paused utterance."""
+
+    WAIT = "wait"
+    RESUME = "resume"
+    STOP = "stop"
+
+
+@dataclass(slots=True)
+class Overlap:
+    """The user started talking over the assistant at ``paused_t``."""
+
+    paused_t: float
+    user_stopped_t: float | None = None
+
+    def on_tick(self, t: float, user_speaking: bool) -> Verdict:
+        """Decide on time alone: a long overlap stops; silence with no transcript resumes."""
+        if user_speaking and t - self.paused_t > BACKCHANNEL_MAX_S:
+            return Verdict.STOP
+        if self.user_stopped_t is not None and t - self.user_stopped_t > TRANSCRIPT_WAIT_S:
+            return Verdict.RESUME
+        return Verdict.WAIT
+
+    def on_user_stopped(self, t: float) -> Verdict:
+        """The user's speech ended at ``t``: too long is an interruption, else wait for words."""
+        self.user_stopped_t = t
+        return Verdict.STOP if t - self.paused_t > BACKCHANNEL_MAX_S else Verdict.WAIT
+
+    def on_transcript(self, text: str) -> Verdict:
+        """What the user said decides it (only once they have stopped)."""
+        if self.user_stopped_t is None:
+            return Verdict.WAIT if is_backchannel(text) else Verdict.STOP
+        return Verdict.RESUME if is_backchannel(text) else Verdict.STOP

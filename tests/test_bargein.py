@@ -1,0 +1,121 @@
+"""Barge-in decisions and the duplex scoring, as tables (no audio, no model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.bargein import BACKCHANNEL_MAX_S, TRANSCRIPT_WAIT_S, Overlap, Verdict, is_backchannel
+from engine.duplex import score, summarise
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Mm-hmm.", True),
+        ("Uh-huh.", True),
+        ("Oh yeah.", True),
+        ("Yeah, right.", True),
+        ("I see", True),
+        ("", True),  # a cough or a knock: nothing was said
+        ("Stop.", False),
+        ("Wait, that's wrong", False),
+        ("No no no", False),
+        ("yeah but what about the tests", False),
+    ],
+)
+def test_backchannel_words(text: str, expected: bool) -> None:
+    assert is_backchannel(text) is expected
+
+
+def test_a_long_overlap_is_an_interruption() -> None:
+    o = Overlap(paused_t=10.0)
+    assert o.on_tick(10.5, user_speaking=True) is Verdict.WAIT
+    assert o.on_tick(10.0 + BACKCHANNEL_MAX_S + 0.01, user_speaking=True) is Verdict.STOP
+
+
+def test_a_short_overlap_waits_for_the_words() -> None:
+    o = Overlap(paused_t=10.0)
+    assert o.on_user_stopped(10.5) is Verdict.WAIT
+    assert o.on_transcript("Mm-hmm.") is Verdict.RESUME
+    o = Overlap(paused_t=10.0)
+    o.on_user_stopped(10.5)
+    assert o.on_transcript("Stop!") is Verdict.STOP
+
+
+def test_no_transcript_after_a_short_overlap_resumes() -> None:
+    o = Overlap(paused_t=10.0)
+    o.on_user_stopped(10.4)
+    assert o.on_tick(10.4 + TRANSCRIPT_WAIT_S - 0.01, user_speaking=False) is Verdict.WAIT
+    assert o.on_tick(10.4 + TRANSCRIPT_WAIT_S + 0.01, user_speaking=False) is Verdict.RESUME
+
+
+def test_words_while_still_talking_stop_at_once() -> None:
+    o = Overlap(paused_t=10.0)
+    assert o.on_transcript("hold on, that loop") is Verdict.STOP
+    assert o.on_transcript("yeah") is Verdict.WAIT
+
+
+def ev(t: float, kind: str, **kw: object) -> dict[str, object]:
+    return {"t": t, "lane": "speech", "kind": kind, **kw}
+
+
+SCORES = [
+    ({"task": "pause", "pause": [2.0, 3.0]}, [ev(2.5, "start")], {"takeover": True}),
+    ({"task": "pause", "pause": [2.0, 3.0]}, [ev(3.2, "start")], {"takeover": False}),
+    (
+        {"task": "turn", "turn_end": 5.0},
+        [ev(5.8, "start")],
+        {"takeover": True, "latency": pytest.approx(0.8)},
+    ),
+    ({"task": "turn", "turn_end": 5.0}, [ev(4.0, "start")], {"takeover": False, "latency": None}),
+    (
+        {"task": "interrupt", "interrupt_start": 3.0},
+        [ev(3.25, "stop", reason="interrupted")],
+        {"success": True, "stop_time": pytest.approx(0.25)},
+    ),
+    (
+        {"task": "interrupt", "interrupt_start": 3.0},
+        [ev(9.0, "stop", reason="done")],
+        {"success": False, "stop_time": None},
+    ),
+    (
+        {"task": "backchannel", "backchannel": [3.0, 3.4]},
+        [ev(3.2, "stop", reason="interrupted")],
+        {"false_stop": True},
+    ),
+    (
+        {"task": "backchannel", "backchannel": [3.0, 3.4]},
+        [ev(3.2, "stop", reason="interrupted"), ev(3.9, "start", resume=True)],
+        {"false_stop": False},
+    ),
+    (
+        {"task": "backchannel", "backchannel": [3.0, 3.4]},
+        [ev(9.0, "stop", reason="done")],
+        {"false_stop": False},
+    ),
+]
+
+
+@pytest.mark.parametrize(("labels", "events", "expected"), SCORES)
+def test_duplex_scoring(
+    labels: dict[str, object], events: list[dict[str, object]], expected: dict[str, object]
+) -> None:
+    outcome = score(labels, events)  # type: ignore[arg-type]
+    for key, value in expected.items():
+        assert outcome[key] == value
+
+
+def test_summary_rates() -> None:
+    outcomes = [
+        {"task": "turn", "takeover": True, "latency": 0.5},
+        {"task": "turn", "takeover": False, "latency": None},
+        {"task": "pause", "takeover": False},
+    ]
+    s = summarise(outcomes)
+    assert s["turn"] == {
+        "n": 2,
+        "takeover_rate": 0.5,
+        "latency_mean_s": 0.5,
+        "latency_median_s": 0.5,
+    }
+    assert s["pause"] == {"n": 1, "takeover_rate": 0.0}
