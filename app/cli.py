@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start Tandem live in the terminal")
     _model_args(run)
     run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--mic", action="store_true", help="switch the microphone on for this session")
 
     rep = sub.add_parser("replay", help="replay a scenario folder on a virtual clock")
     rep.add_argument("scenario", type=Path)
@@ -160,7 +161,7 @@ def _run(a: argparse.Namespace) -> int:
     def out(line: str) -> None:
         print(line, flush=True)
 
-    asyncio.run(run_live(_model_config(a), out, sys.stdin, a.duration))
+    asyncio.run(run_live(_model_config(a), out, sys.stdin, a.duration, listen=a.mic))
     return 0
 
 

@@ -13,19 +13,26 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TextIO
 
 from engine.channels import ControlInbox
 from engine.clock import RealClock
 from engine.engine import LIVE_BUDGET, Engine, TimelineEvent
+from engine.features.asr import Recognizer
+from engine.features.vad import SileroVad
 from engine.frames import TICK_S, ControlEvent, ControlKind, TypedText
+from engine.hearing import Hearing
+from engine.listen import Listener
 from engine.model.load import ModelConfig, make_session
 from engine.model.worker import ModelWorker
 from engine.senses import microphone, screen
+from engine.senses.microphone import Microphone
 from engine.speech import PacedTextSpeech
 from permissions import settings
 from permissions.audit import AUDIT_FILE, AuditLog
 from permissions.gate import Gate
+from permissions.model import AppContext, Decision, Rule, Scope, Sense
 
 QUIT = "/quit"
 
@@ -39,6 +46,9 @@ def describe(ev: TimelineEvent) -> str | None:
         if f.get("decision") == "silent":
             return None
         return f"{ev.t:7.1f}  decide  {f.get('decision')} ({f.get('reason')})"
+    if ev.lane in ("vad", "asr"):
+        text = f" {f['text']}" if "text" in f else ""
+        return f"{ev.t:7.1f}  {ev.lane:<7} {ev.kind}{text}"
     if ev.lane == "speech":
         if ev.kind == "start":
             return f"{ev.t:7.1f}  tandem  {f.get('text')}"
@@ -52,13 +62,21 @@ async def run_live(
     out: Callable[[str], None],
     stdin: TextIO,
     duration: float | None = None,
+    listen: bool = False,
 ) -> dict[str, int]:
-    """Run until ``/quit``, end of input, or ``duration`` seconds; returns tick counters."""
+    """Run until ``/quit``, end of input, or ``duration`` seconds; returns tick counters.
+
+    ``listen`` is the user's own switch (``tandem run --mic``): it turns the microphone on for
+    this session through the gate, which still refuses it while muted or killed.
+    """
     mic, scr = microphone.probe(), screen.probe()
     out(f"microphone: {mic.detail}" + ("" if mic.available else " - listening is off"))
     out(f"screen:     {scr.detail}" + ("" if scr.available else " - watching is off"))
-    if mic.available:
-        out("microphone: found; hearing (VAD, ASR) arrives with the voice issue - type instead")
+    if mic.available and not listen:
+        out("microphone: found; off until you start with --mic - type instead")
+    listen = listen and mic.available
+    if listen:
+        cfg = replace(cfg, audio_active=True)  # leave a core to VAD and ASR
     if scr.available:
         out("screen:     found; watching arrives with the screen issue")
     out("model:      loading ...")
@@ -79,6 +97,7 @@ async def run_live(
     wake = asyncio.Event()
     inbox.notify = lambda: loop.call_soon_threadsafe(wake.set)
     stopped = threading.Event()
+    listener = _start_listener(gate, clock, inbox, engine, out) if listen else None
 
     def read_stdin() -> None:
         for raw in stdin:
@@ -123,6 +142,8 @@ async def run_live(
             k += 1
     finally:
         stopped.set()
+        if listener is not None:
+            listener.stop()
         worker.close()
         audit.close()
     out(f"stopped after {counters['ticks']} ticks ({counters['skipped_ticks']} skipped)")
@@ -136,6 +157,27 @@ async def _handle_controls(engine: Engine, inbox: ControlInbox[ControlEvent]) ->
         await engine.control(ev)
         shutdown = shutdown or ev.kind is ControlKind.SHUTDOWN
     return shutdown
+
+
+def _start_listener(
+    gate: Gate,
+    clock: RealClock,
+    inbox: ControlInbox[ControlEvent],
+    engine: Engine,
+    out: Callable[[str], None],
+) -> Listener | None:
+    gate.add_rule(Rule("cli:--mic", Decision.ALLOW, sense=Sense.MICROPHONE, scope=Scope.SESSION))
+    lease = gate.open_sense(Sense.MICROPHONE, AppContext("tandem", "terminal"))
+    if lease is None:
+        out("microphone: the permission gate refused it")
+        return None
+    out("hearing:    loading VAD and ASR ...")
+    hearing = Hearing(SileroVad(), Recognizer(threads=1))
+    listener = Listener(
+        Microphone(lease), hearing, clock, inbox=inbox, data=engine.data, report=out
+    )
+    listener.start()
+    return listener
 
 
 def _printer(out: Callable[[str], None]) -> Callable[[TimelineEvent], None]:

@@ -1,0 +1,92 @@
+"""The live hearing thread: microphone blocks in, control events and transcripts out.
+
+One thread owns the VAD and ASR models (they are not thread-safe and ASR blocks for a few
+hundred ms, which must never stall the engine's event loop). It drains the microphone's ring,
+resamples to 16 kHz, runs ``Hearing`` and hands results to the engine: control events to its
+inbox (handled at once), transcripts to its data channel. If the device vanishes it says so
+and reopens it every ``RETRY_S`` while the lease holds; a revoked lease stops the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import soxr
+
+from engine.channels import Channel, ControlInbox
+from engine.clock import Clock
+from engine.frames import ControlEvent, DataFrame, TranscriptDelta
+from engine.hearing import RATE, Hearing
+from engine.senses.microphone import Microphone, MicrophoneError
+
+log = logging.getLogger(__name__)
+RETRY_S = 2.0
+POLL_S = 0.02
+
+
+class Listener:
+    """Runs hearing on its own thread for one microphone."""
+
+    def __init__(
+        self,
+        mic: Microphone,
+        hearing: Hearing,
+        clock: Clock,
+        *,
+        inbox: ControlInbox[ControlEvent],
+        data: Channel[DataFrame],
+        report: Callable[[str], None],
+    ) -> None:
+        self.mic, self.hearing, self.clock = mic, hearing, clock
+        self.inbox, self.data, self.report = inbox, data, report
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tandem-hearing", daemon=True)
+        self.blocks = 0
+        self.gaps = 0
+
+    def start(self) -> None:
+        """Open the microphone and start hearing."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop hearing and close the microphone."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.mic.stop()
+
+    def _run(self) -> None:
+        resampler: soxr.ResampleStream | None = None
+        last_seq = 0
+        while not self._stop.is_set():
+            if not self.mic.lease.active:
+                self.mic.stop()
+                self.report(f"microphone: stopped ({self.mic.lease.revoked_reason})")
+                return
+            if not self.mic.alive:
+                try:
+                    self.mic.start()
+                    resampler = soxr.ResampleStream(self.mic.rate, RATE, 1, dtype="float32")
+                    self.report(f"microphone: listening ({self.mic.rate} Hz)")
+                except MicrophoneError as e:
+                    self.report(f"microphone: {e}; retrying in {RETRY_S:.0f} s")
+                    self._stop.wait(RETRY_S)
+                    continue
+            if not self.mic.ring:
+                self._stop.wait(POLL_S)
+                continue
+            block = self.mic.ring.popleft()
+            if last_seq and block.seq != last_seq + 1:
+                self.gaps += 1  # the ring overflowed: hearing fell behind
+            last_seq = block.seq
+            self.blocks += 1
+            assert resampler is not None
+            samples = resampler.resample_chunk(block.samples)
+            for heard in self.hearing.push(np.asarray(samples, dtype=np.float32)):
+                now = self.clock.now()
+                if heard.control is not None:
+                    self.inbox.put(ControlEvent(now, heard.control.kind))
+                elif heard.transcript is not None:
+                    self.data.put(TranscriptDelta(now, heard.transcript.text, final=True))

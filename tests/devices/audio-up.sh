@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Start a private PulseAudio with a virtual speaker and a virtual microphone (no sound card).
+# Usage: eval "$(bash tests/devices/audio-up.sh DIR)"; stop with tests/devices/audio-down.sh DIR.
+#   speaker  null sink the app plays into (record it from speaker.monitor)
+#   micfeed  null sink tests play into; its monitor is remapped as the source "virtmic"
+# A silent 20 ms stream is kept on each null sink, or the first capture callback can wait 2 s.
+set -euo pipefail
+D=${1:?folder}
+rm -rf "$D"; mkdir -p "$D/run/pulse"; chmod 700 "$D/run"
+cat > "$D/pa.pa" << 'PA'
+load-module module-native-protocol-unix auth-anonymous=1
+load-module module-null-sink sink_name=speaker sink_properties=device.description=VirtualSpeaker rate=48000
+load-module module-null-sink sink_name=micfeed sink_properties=device.description=MicFeed rate=48000
+load-module module-remap-source master=micfeed.monitor source_name=virtmic source_properties=device.description=VirtualMic
+set-default-sink speaker
+set-default-source virtmic
+PA
+echo 'autospawn = no' > "$D/run/pulse/client.conf"
+export XDG_RUNTIME_DIR="$D/run" PULSE_CLIENTCONFIG="$D/run/pulse/client.conf"
+pulseaudio -n -F "$D/pa.pa" --exit-idle-time=-1 --daemonize=no --log-target=stderr > "$D/pulse.log" 2>&1 &
+echo $! > "$D/pulse.pid"
+for _ in $(seq 1 100); do pactl info > /dev/null 2>&1 && break; sleep 0.05; done
+pactl info > /dev/null
+for s in micfeed speaker; do
+  pacat --playback -d "$s" --latency-msec=20 --format=s16le --rate=48000 --channels=2 --raw /dev/zero > /dev/null 2>&1 &
+  echo $! >> "$D/keepers.pid"
+done
+echo "export XDG_RUNTIME_DIR=$XDG_RUNTIME_DIR PULSE_CLIENTCONFIG=$PULSE_CLIENTCONFIG"

@@ -1,0 +1,139 @@
+"""Real audio devices: a private PulseAudio with a virtual microphone and speaker.
+
+Speech synthesised by espeak-ng is played into the virtual microphone with ``paplay``; Tandem
+captures it through PortAudio exactly as it would a real microphone. Each check runs in a
+child process so PortAudio starts up against the private server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent / "devices"
+SENTENCE = "Could you run the tests and tell me which one fails?"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("pulseaudio") is None or shutil.which("paplay") is None,
+    reason="PulseAudio is not installed (make installs it when run as root)",
+)
+
+
+@pytest.fixture(scope="module")
+def audio_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    folder = tmp_path_factory.mktemp("vaudio")
+    up = subprocess.run(
+        ["bash", str(HERE / "audio-up.sh"), str(folder)], capture_output=True, text=True, check=True
+    )
+    env = dict(os.environ)
+    for word in up.stdout.split()[1:]:
+        key, _, value = word.partition("=")
+        env[key] = value
+    yield env
+    subprocess.run(["bash", str(HERE / "audio-down.sh"), str(folder)], check=False)
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("speech") / "say.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(out), SENTENCE], check=True)
+    return out
+
+
+def play_later(env: dict[str, str], wav: Path, delay_s: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["bash", "-c", f"sleep {delay_s}; paplay --device=micfeed {wav}"], env=env
+    )
+
+
+CAPTURE = """
+import sys, time
+import numpy as np
+from engine.features.asr import Recognizer
+from engine.features.vad import SileroVad
+from engine.hearing import Hearing
+from engine.senses.microphone import Microphone
+from permissions.gate import Gate
+from permissions.model import AppContext, Decision, Rule, Sense
+import soxr
+
+gate = Gate((Rule("u:mic", Decision.ALLOW, sense=Sense.MICROPHONE),))
+lease = gate.open_sense(Sense.MICROPHONE, AppContext("test"))
+mic = Microphone(lease)
+mic.start()
+hearing = Hearing(SileroVad(), Recognizer(threads=2))
+rs = soxr.ResampleStream(mic.rate, 16000, 1, dtype="float32")
+print("ready", mic.rate, flush=True)
+texts, t0, last = [], time.monotonic(), 0
+while time.monotonic() - t0 < float(sys.argv[1]):
+    while mic.ring:
+        block = mic.ring.popleft()
+        last = block.seq
+        for h in hearing.push(np.asarray(rs.resample_chunk(block.samples), dtype=np.float32)):
+            if h.transcript:
+                texts.append(h.transcript.text)
+    time.sleep(0.02)
+gate.mute(Sense.MICROPHONE)  # the lease is revoked: the callback takes nothing more
+seq = mic._seq
+time.sleep(0.5)
+print("after-revoke", mic._seq - seq, flush=True)
+mic.stop()
+print("heard", " | ".join(texts), flush=True)
+"""
+
+
+def test_speech_played_into_the_virtual_microphone_is_heard(
+    audio_env: dict[str, str], speech_wav: Path
+) -> None:
+    player = play_later(audio_env, speech_wav, 3.0)
+    proc = subprocess.run(
+        [sys.executable, "-c", CAPTURE, "9"],
+        env=audio_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    player.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert "run the test" in lines["heard"].lower(), proc.stdout
+    assert lines["after-revoke"] == "0"  # a revoked lease takes no more audio
+
+
+def test_tandem_run_listens_answers_and_says_so(
+    audio_env: dict[str, str], speech_wav: Path, tmp_path: Path
+) -> None:
+    env = {
+        **audio_env,
+        "TANDEM_CONFIG_DIR": str(tmp_path / "c"),
+        "TANDEM_DATA_DIR": str(tmp_path / "d"),
+    }
+    env.pop("DISPLAY", None)
+    player = play_later(env, speech_wav, 7.0)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "run", "--mic", "--duration", "16"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    player.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "microphone: listening" in out, out
+    assert "vad     speech_start" in out and "vad     speech_end" in out
+    finals = [line for line in out.splitlines() if "asr     final" in line]
+    assert finals and "run the test" in finals[0].lower(), out
+    assert "decide  " in out.split(finals[0])[1]  # and it answered after hearing it
+    assert time.monotonic() - started < 120
