@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="replay a scenario folder on a virtual clock")
     rep.add_argument("scenario", type=Path)
     rep.add_argument("--out", type=Path, required=True, help="timeline.jsonl to write")
-    rep.add_argument("--speech-out", type=Path, help="WAV of the assistant's audio (voice issue)")
+    rep.add_argument("--speech-out", type=Path, help="WAV of the assistant's audio on the timeline")
     rep.add_argument("--json", action="store_true")
     _model_args(rep)
 
@@ -166,30 +166,27 @@ def _run(a: argparse.Namespace) -> int:
 
 
 def _replay(a: argparse.Namespace) -> int:
+    from engine import audio
     from engine.engine import TimelineEvent
     from engine.model.load import make_session
     from engine.model.worker import ModelWorker
-    from engine.replay import (
-        check_speech_out,
-        hear_scenario,
-        load_scenario,
-        replay,
-        summary,
-        write_timeline,
-    )
+    from engine.replay import hear_scenario, load_scenario, replay, summary, write_timeline
+    from engine.voice import EspeakSynthesizer, VoicedSpeech
 
-    check_speech_out(a.speech_out)
     scenario = load_scenario(a.scenario)
     heard = hear_scenario(scenario)
+    speech = VoicedSpeech(EspeakSynthesizer())
     events: list[TimelineEvent] = []
     worker = ModelWorker()
     cfg = _model_config(a)
     try:
         worker.start(lambda: make_session(cfg))
-        ticks = asyncio.run(replay(scenario, worker, events.append, heard))
+        ticks = asyncio.run(replay(scenario, worker, events.append, heard, speech))
     finally:
         worker.close()
     write_timeline(events, a.out)
+    if a.speech_out:  # the assistant's track, as long as the scenario (Full-Duplex-Bench style)
+        audio.write_wav(a.speech_out, speech.render(scenario.duration))
     result: dict[str, Any] = {
         "scenario": str(a.scenario),
         "out": str(a.out),
@@ -295,6 +292,7 @@ def _eval_duplex(a: argparse.Namespace) -> int:
     from engine.model.load import make_session
     from engine.model.worker import ModelWorker
     from engine.replay import Ears, replay_events
+    from engine.voice import EspeakSynthesizer, VoicedSpeech
 
     if a.eval == "build-duplex":
         made = duplex.build_scenarios(a.source, a.out)
@@ -306,7 +304,11 @@ def _eval_duplex(a: argparse.Namespace) -> int:
     try:
         worker.start(lambda: make_session(cfg))
         result = duplex.eval_duplex(
-            a.root, lambda root: [e.to_json() for e in replay_events(root, worker, ears)]
+            a.root,
+            lambda root: [
+                e.to_json()
+                for e in replay_events(root, worker, ears, VoicedSpeech(EspeakSynthesizer()))
+            ],
         )
     finally:
         worker.close()

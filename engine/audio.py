@@ -6,6 +6,7 @@ OGG) are read and converted once, at the edge.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,15 @@ def read(path: Path) -> tuple[np.ndarray, int]:
     except (soundfile.LibsndfileError, RuntimeError, OSError) as e:
         raise ScenarioError(f"{path}: cannot read audio ({e})") from e
     return data, int(rate)
+
+
+def read_bytes(data: io.BytesIO) -> tuple[np.ndarray, int]:
+    """Decode an in-memory audio file (frames x channels float32) and its rate."""
+    try:
+        samples, rate = soundfile.read(data, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as e:
+        raise ScenarioError(f"cannot decode audio ({e})") from e
+    return samples, int(rate)
 
 
 def resample(samples: np.ndarray, rate: int, to: int = RATE) -> np.ndarray:

@@ -25,13 +25,13 @@ from typing import Any
 from engine import audio
 from engine.clock import VirtualClock
 from engine.engine import Engine, TimelineEvent
-from engine.errors import EngineError, ScenarioError
+from engine.errors import ScenarioError
 from engine.features.asr import Recognizer
 from engine.features.vad import SileroVad
 from engine.frames import TICK_S, ControlEvent, ControlKind, DataFrame, FocusChange, TypedText
 from engine.hearing import hear
 from engine.model.worker import ModelWorker
-from engine.speech import PacedTextSpeech
+from engine.speech import PacedTextSpeech, SpeechOut
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +166,15 @@ def hear_scenario(scenario: Scenario, ears: Ears | None = None) -> list[ScriptIt
     return [ScriptItem(t=h.t, frame=h.transcript, control=h.control) for h in heard]
 
 
-def replay_events(root: Path, worker: ModelWorker, ears: Ears) -> list[TimelineEvent]:
+def replay_events(
+    root: Path, worker: ModelWorker, ears: Ears, speech: SpeechOut | None = None
+) -> list[TimelineEvent]:
     """Replay one scenario folder on a fresh session; the events sorted by time."""
     scenario = load_scenario(root)
     heard = hear_scenario(scenario, ears)
     worker.call_sync(lambda s: s.start())  # a fresh timeline (the prefix comes from a snapshot)
     events: list[TimelineEvent] = []
-    asyncio.run(replay(scenario, worker, events.append, heard))
+    asyncio.run(replay(scenario, worker, events.append, heard, speech))
     return sorted(events, key=lambda e: e.t)
 
 
@@ -181,6 +183,7 @@ async def replay(
     worker: ModelWorker,
     sink: Callable[[TimelineEvent], None],
     heard: list[ScriptItem] | None = None,
+    speech: SpeechOut | None = None,
 ) -> int:
     """Drive the engine through the scenario on a virtual clock; returns the tick count.
 
@@ -188,7 +191,7 @@ async def replay(
     come first when both happen at the same moment.
     """
     clock = VirtualClock()
-    engine = Engine(worker, PacedTextSpeech(), sink)
+    engine = Engine(worker, speech or PacedTextSpeech(), sink)
     pending = sorted([*scenario.items, *(heard or [])], key=lambda i: i.t)
     n_ticks = round(scenario.duration / TICK_S)
     skipped_screen = 0
@@ -218,15 +221,6 @@ def write_timeline(events: list[TimelineEvent], out: Path) -> None:
     with out.open("w", encoding="utf-8") as f:
         for ev in ordered:
             f.write(json.dumps(ev.to_json(), ensure_ascii=False) + "\n")
-
-
-def check_speech_out(path: Path | None) -> None:
-    """``--speech-out`` needs synthesised audio, which arrives with the voice issue."""
-    if path is not None:
-        raise EngineError(
-            "--speech-out needs text-to-speech, which is not built yet (voice issue #4); "
-            "the speech lane in the timeline already carries when and what would be said"
-        )
 
 
 def summary(events: list[TimelineEvent]) -> dict[str, Any]:

@@ -128,20 +128,30 @@ def test_replay_command_is_deterministic_with_the_real_model(
     } in events
 
 
-def test_speech_out_is_refused_clearly_until_the_voice_lands(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    root = scenario(tmp_path, None)
-    rc = main(
+def test_speech_out_is_the_assistants_track_on_the_timeline(tmp_path: Path) -> None:
+    import numpy as np
+
+    from engine import audio
+
+    root = scenario(
+        tmp_path,
         [
-            "replay",
-            str(root),
-            "--out",
-            str(tmp_path / "t.jsonl"),
-            "--speech-out",
-            str(tmp_path / "s.wav"),
-        ]
+            '{"t": 1.0, "kind": "assistant_say", "text": "Let me walk you through the parser."}',
+            '{"t": 2.0, "kind": "mute", "on": true}',
+        ],
+        seconds=5.0,
     )
-    assert rc == 1
-    assert "text-to-speech" in capsys.readouterr().err
-    assert not (tmp_path / "t.jsonl").exists()
+    out, wav = tmp_path / "t.jsonl", tmp_path / "speech.wav"
+    assert (
+        main(["replay", str(root), "--out", str(out), "--speech-out", str(wav), "--threads", "2"])
+        == 0
+    )
+    track = audio.load_mono16k(wav)
+    assert len(track) == 5 * audio.RATE  # as long as mic.wav
+    events = [json.loads(line) for line in out.read_text().splitlines()]
+    start = next(e for e in events if e["lane"] == "speech" and e["kind"] == "start")
+    stop = next(e for e in events if e["lane"] == "speech" and e["kind"] == "stop")
+    assert start["t"] == 1.0 and stop["reason"] == "done"
+    loud = np.nonzero(np.abs(track) > 0.01)[0] / audio.RATE
+    assert loud[0] == pytest.approx(1.0, abs=0.1)  # audio starts when the timeline says
+    assert loud[-1] <= stop["t"] + 0.05  # and is over when it says it stopped
