@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.features.asr import Recognizer
+from engine.features.echo import EchoGate
 from engine.features.vad import WINDOW, SileroVad, VadStream
 from engine.frames import ControlEvent, ControlKind, TranscriptDelta
 
@@ -41,8 +42,14 @@ class Heard:
 class Hearing:
     """Streaming VAD + end-of-utterance ASR (one owner thread)."""
 
-    def __init__(self, vad: SileroVad, asr: Recognizer, stream: VadStream | None = None) -> None:
-        self.vad, self.asr = vad, asr
+    def __init__(
+        self,
+        vad: SileroVad,
+        asr: Recognizer,
+        stream: VadStream | None = None,
+        echo: EchoGate | None = None,
+    ) -> None:
+        self.vad, self.asr, self.echo = vad, asr, echo
         self.stream = stream or VadStream()
         self.vad.reset()
         self._pending = np.zeros(0, dtype=np.float32)  # samples not yet scored
@@ -63,7 +70,14 @@ class Hearing:
             window, self._pending = self._pending[:WINDOW], self._pending[WINDOW:]
             self._scored += WINDOW
             t_end = self._scored / RATE
-            ev = self.stream.push(t_end, self.vad.score(window))
+            prob = self.vad.score(window)
+            if (
+                self.echo is not None
+                and prob >= self.stream.off_threshold
+                and self.echo.is_echo(window)
+            ):
+                prob = 0.0  # the assistant's own voice coming back: not the user
+            ev = self.stream.push(t_end, prob)
             if ev is not None and ev.speech:
                 self._start = ev.t
                 out.append(

@@ -20,7 +20,7 @@ from engine.channels import Channel, ControlInbox
 from engine.clock import Clock
 from engine.frames import ControlEvent, DataFrame, TranscriptDelta
 from engine.hearing import RATE, Hearing
-from engine.senses.microphone import Microphone, MicrophoneError
+from engine.senses.sound import Microphone, MicrophoneError, Speaker
 
 log = logging.getLogger(__name__)
 RETRY_S = 2.0
@@ -39,8 +39,9 @@ class Listener:
         inbox: ControlInbox[ControlEvent],
         data: Channel[DataFrame],
         report: Callable[[str], None],
+        speaker: Speaker | None = None,
     ) -> None:
-        self.mic, self.hearing, self.clock = mic, hearing, clock
+        self.mic, self.hearing, self.clock, self.speaker = mic, hearing, clock, speaker
         self.inbox, self.data, self.report = inbox, data, report
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tandem-hearing", daemon=True)
@@ -59,6 +60,7 @@ class Listener:
 
     def _run(self) -> None:
         resampler: soxr.ResampleStream | None = None
+        ref_resampler: soxr.ResampleStream | None = None
         last_seq = 0
         while not self._stop.is_set():
             if not self.mic.lease.active:
@@ -77,6 +79,13 @@ class Listener:
             if not self.mic.ring:
                 self._stop.wait(POLL_S)
                 continue
+            if self.speaker is not None and self.hearing.echo is not None:
+                # What the speaker played is the echo reference (resampled like the mic).
+                if ref_resampler is None and self.speaker.rate:
+                    ref_resampler = soxr.ResampleStream(self.speaker.rate, RATE, 1, dtype="float32")
+                while self.speaker.played and ref_resampler is not None:
+                    played = ref_resampler.resample_chunk(self.speaker.played.popleft().samples)
+                    self.hearing.echo.feed_reference(np.asarray(played, dtype=np.float32))
             block = self.mic.ring.popleft()
             if last_seq and block.seq != last_seq + 1:
                 self.gaps += 1  # the ring overflowed: hearing fell behind

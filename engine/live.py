@@ -20,15 +20,17 @@ from engine.channels import ControlInbox
 from engine.clock import RealClock
 from engine.engine import LIVE_BUDGET, Engine, TimelineEvent
 from engine.features.asr import Recognizer
+from engine.features.echo import EchoGate
 from engine.features.vad import SileroVad
 from engine.frames import TICK_S, ControlEvent, ControlKind, TypedText
 from engine.hearing import Hearing
 from engine.listen import Listener
 from engine.model.load import ModelConfig, make_session
 from engine.model.worker import ModelWorker
-from engine.senses import microphone, screen
-from engine.senses.microphone import Microphone
-from engine.speech import PacedTextSpeech
+from engine.senses import screen, sound
+from engine.senses.sound import Microphone, MicrophoneError, Speaker
+from engine.speech import PacedTextSpeech, SpeechOut
+from engine.voice import EspeakSynthesizer, PlayedSpeech
 from permissions import settings
 from permissions.audit import AUDIT_FILE, AuditLog
 from permissions.gate import Gate
@@ -69,7 +71,7 @@ async def run_live(
     ``listen`` is the user's own switch (``tandem run --mic``): it turns the microphone on for
     this session through the gate, which still refuses it while muted or killed.
     """
-    mic, scr = microphone.probe(), screen.probe()
+    mic, scr = sound.probe(), screen.probe()
     out(f"microphone: {mic.detail}" + ("" if mic.available else " - listening is off"))
     out(f"screen:     {scr.detail}" + ("" if scr.available else " - watching is off"))
     if mic.available and not listen:
@@ -91,13 +93,15 @@ async def run_live(
         out(f"settings:   {loaded.problem}")
     audit = AuditLog(settings.data_dir() / AUDIT_FILE)
     gate = Gate.from_settings(loaded, audit=audit)
-    engine = Engine(worker, PacedTextSpeech(), _printer(out), budget=LIVE_BUDGET, gate=gate)
+    speaker = _open_speaker(out) if listen else None
+    speech: SpeechOut = PlayedSpeech(EspeakSynthesizer(), speaker) if speaker else PacedTextSpeech()
+    engine = Engine(worker, speech, _printer(out), budget=LIVE_BUDGET, gate=gate)
     clock = RealClock()
     inbox: ControlInbox[ControlEvent] = ControlInbox()
     wake = asyncio.Event()
     inbox.notify = lambda: loop.call_soon_threadsafe(wake.set)
     stopped = threading.Event()
-    listener = _start_listener(gate, clock, inbox, engine, out) if listen else None
+    listener = _start_listener(gate, clock, inbox, engine, out, speaker=speaker) if listen else None
 
     def read_stdin() -> None:
         for raw in stdin:
@@ -144,6 +148,8 @@ async def run_live(
         stopped.set()
         if listener is not None:
             listener.stop()
+        if speaker is not None:
+            speaker.stop()
         worker.close()
         audit.close()
     out(f"stopped after {counters['ticks']} ticks ({counters['skipped_ticks']} skipped)")
@@ -159,12 +165,25 @@ async def _handle_controls(engine: Engine, inbox: ControlInbox[ControlEvent]) ->
     return shutdown
 
 
+def _open_speaker(out: Callable[[str], None]) -> Speaker | None:
+    speaker = Speaker()
+    try:
+        speaker.start()
+    except MicrophoneError as e:
+        out(f"speaker:    {e} - replies are printed only")
+        return None
+    out(f"speaker:    playing replies ({speaker.rate} Hz), echo gate on")
+    return speaker
+
+
 def _start_listener(
     gate: Gate,
     clock: RealClock,
     inbox: ControlInbox[ControlEvent],
     engine: Engine,
     out: Callable[[str], None],
+    *,
+    speaker: Speaker | None,
 ) -> Listener | None:
     gate.add_rule(Rule("cli:--mic", Decision.ALLOW, sense=Sense.MICROPHONE, scope=Scope.SESSION))
     lease = gate.open_sense(Sense.MICROPHONE, AppContext("tandem", "terminal"))
@@ -172,9 +191,16 @@ def _start_listener(
         out("microphone: the permission gate refused it")
         return None
     out("hearing:    loading VAD and ASR ...")
-    hearing = Hearing(SileroVad(), Recognizer(threads=1))
+    echo = EchoGate() if speaker is not None else None
+    hearing = Hearing(SileroVad(), Recognizer(threads=1), echo=echo)
     listener = Listener(
-        Microphone(lease), hearing, clock, inbox=inbox, data=engine.data, report=out
+        Microphone(lease),
+        hearing,
+        clock,
+        inbox=inbox,
+        data=engine.data,
+        report=out,
+        speaker=speaker,
     )
     listener.start()
     return listener

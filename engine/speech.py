@@ -10,6 +10,7 @@ they will with a voice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,6 +28,8 @@ class SpeechHandle:
     stopped_t: float | None = None
     stop_reason: str | None = None
     resume: bool = False
+    on_interrupt: Callable[[], None] | None = None
+    """Flushes queued audio (set by a speech out that plays it)."""
     _words: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -47,6 +50,8 @@ class SpeechHandle:
             return
         self.stopped_t = max(self.start_t, min(t, self.end_t))
         self.stop_reason = reason if t < self.end_t else "done"
+        if self.on_interrupt is not None:
+            self.on_interrupt()
 
     def finish(self) -> None:
         """Mark the utterance as played out."""

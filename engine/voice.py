@@ -22,6 +22,7 @@ import numpy as np
 
 from engine import audio
 from engine.processes import ProcessError, run
+from engine.senses.sound import Speaker
 from engine.speech import SpeechHandle
 
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+")
@@ -54,6 +55,23 @@ class EspeakSynthesizer:
         wav = run([*self._argv, "--", text], timeout_s=10.0)
         data, rate = audio.read_bytes(io.BytesIO(wav))
         return audio.mono16k(data, rate)
+
+
+class PlayedSpeech:
+    """Utterances played on the speaker: barge-in flushes what is still queued."""
+
+    def __init__(self, synth: Synthesizer, speaker: Speaker) -> None:
+        self.synth, self.speaker = synth, speaker
+
+    def say(self, text: str, t: float) -> SpeechHandle:
+        """Synthesise and queue ``text``; the handle lasts as long as the audio."""
+        self.speaker.flush()
+        pieces = [self.synth.synthesize(s) for s in sentences(text)] or [np.zeros(0, np.float32)]
+        samples = audio.resample(np.concatenate(pieces), audio.RATE, self.speaker.rate)
+        seconds = self.speaker.play(samples)
+        return SpeechHandle(
+            text=text, start_t=t, end_t=t + seconds, on_interrupt=self.speaker.flush
+        )
 
 
 class VoicedSpeech:

@@ -34,7 +34,7 @@ def imports() -> dict[str, set[str]]:
     ("module", "owner"),
     [
         ("llama_cpp", "engine/model/llama_backend.py"),
-        ("sounddevice", "engine/senses/microphone.py"),
+        ("sounddevice", "engine/senses/sound.py"),
         ("mss", "engine/senses/screen.py"),
     ],
 )

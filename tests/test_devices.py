@@ -59,7 +59,7 @@ import numpy as np
 from engine.features.asr import Recognizer
 from engine.features.vad import SileroVad
 from engine.hearing import Hearing
-from engine.senses.microphone import Microphone
+from engine.senses.sound import Microphone
 from permissions.gate import Gate
 from permissions.model import AppContext, Decision, Rule, Sense
 import soxr
@@ -137,3 +137,82 @@ def test_tandem_run_listens_answers_and_says_so(
     assert finals and "run the test" in finals[0].lower(), out
     assert "decide  " in out.split(finals[0])[1]  # and it answered after hearing it
     assert time.monotonic() - started < 120
+
+
+ECHO_PROBE = HERE / "echo_probe.py"
+
+
+def with_echo_path(env: dict[str, str]) -> int:
+    """Route the virtual speaker back into the virtual microphone (open speakers, 60 ms)."""
+    out = subprocess.run(
+        [
+            "pactl",
+            "load-module",
+            "module-loopback",
+            "source=speaker.monitor",
+            "sink=micfeed",
+            "latency_msec=60",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip())
+
+
+def probe_echo(env: dict[str, str], mode: str, user_wav: Path | None = None) -> dict[str, str]:
+    player = play_later(env, user_wav, 2.0) if user_wav else None
+    proc = subprocess.run(
+        [sys.executable, str(ECHO_PROBE), mode],
+        env={**env, "PYTHONPATH": str(HERE.parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if player:
+        player.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    words = proc.stdout.split()
+    return dict(zip(words[::2], words[1::2], strict=False))
+
+
+def test_the_assistant_does_not_hear_itself(audio_env: dict[str, str], speech_wav: Path) -> None:
+    module = with_echo_path(audio_env)
+    try:
+        assert int(probe_echo(audio_env, "nogate")["starts"]) >= 1  # the echo path is real
+        gated = probe_echo(audio_env, "gate")
+        assert gated["starts"] == "0" and int(gated["echo_windows"]) > 20
+        # Double talk: the user speaks over the assistant and is still heard.
+        assert int(probe_echo(audio_env, "gate", speech_wav)["starts"]) >= 1
+    finally:
+        subprocess.run(["pactl", "unload-module", str(module)], env=audio_env, check=False)
+
+
+def test_tandem_run_with_open_speakers_does_not_interrupt_itself(
+    audio_env: dict[str, str], tmp_path: Path
+) -> None:
+    module = with_echo_path(audio_env)
+    env = {
+        **audio_env,
+        "TANDEM_CONFIG_DIR": str(tmp_path / "c"),
+        "TANDEM_DATA_DIR": str(tmp_path / "d"),
+    }
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "app", "run", "--mic", "--duration", "12"],
+            env=env,
+            input="how do I reverse a list in python?\n",
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        subprocess.run(["pactl", "unload-module", str(module)], env=audio_env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "echo gate on" in out and "tandem  " in out, out
+    assert "stop    done" in out and "stop    interrupted" not in out, out
+    assert "vad     speech_start" not in out, out  # it never heard its own voice as the user

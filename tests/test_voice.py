@@ -48,3 +48,28 @@ def test_an_interrupted_utterance_is_cut_in_the_track() -> None:
 def test_child_processes_fail_clearly(argv: list[str], message: str) -> None:
     with pytest.raises(ProcessError, match=message):
         run(argv, timeout_s=0.5)
+
+
+def test_the_echo_gate_takes_the_echo_but_not_the_user() -> None:
+    from engine.features.echo import EchoGate
+
+    ref = EspeakSynthesizer().synthesize("Let me walk you through the parser step by step.")
+    user = EspeakSynthesizer(voice="en-gb+f3").synthesize("Wait, stop, that is wrong.")
+    delay = int(0.12 * audio.RATE)
+    mic = np.zeros(len(ref) + delay, dtype=np.float32)
+    mic[delay:] += 0.5 * ref  # the room sends the assistant's voice back, 120 ms late
+    near = np.zeros_like(mic)  # the user's own voice, starting 0.5 s in
+    near[8000 : 8000 + len(user)] = user[: len(mic) - 8000]
+
+    def flagged(m: np.ndarray, loud: np.ndarray) -> float:
+        gate, out = EchoGate(), []
+        for i in range(0, len(m) - 512, 512):
+            gate.feed_reference(
+                ref[i : i + 512] if i + 512 <= len(ref) else np.zeros(512, np.float32)
+            )
+            if np.abs(loud[i : i + 512]).max() > 0.1:
+                out.append(gate.is_echo(m[i : i + 512]))
+        return float(np.mean(out))
+
+    assert flagged(mic, mic) > 0.95  # the echo alone is taken for echo
+    assert flagged(mic + near, near) < 0.35  # where the user talks over it, mostly not

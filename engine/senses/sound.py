@@ -1,4 +1,4 @@
-"""The microphone sense (the only sounddevice importer).
+"""Sound devices: the microphone sense and the speaker (the only sounddevice importer).
 
 ``Microphone`` owns one PortAudio input stream. Its callback does nothing but copy the block
 into a bounded ring (``deque(maxlen=...)``: appends are atomic, no lock, the oldest audio is
@@ -97,6 +97,88 @@ class Microphone:
         """True while the stream runs (False once the device vanished or it was stopped)."""
         stream = self._stream
         return bool(stream is not None and getattr(stream, "active", False))
+
+    def stop(self) -> None:
+        """Stop and close the stream (idempotent)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.abort()  # type: ignore[attr-defined]
+            stream.close()  # type: ignore[attr-defined]
+
+
+class Speaker:
+    """One PortAudio output stream that plays queued audio and keeps what it played.
+
+    The callback copies queued blocks out (silence on underrun) and copies each played block
+    into ``played`` (the echo reference), nothing else. ``flush`` drops everything queued at
+    once: barge-in stops the voice within one audio block (20 ms). Silence is recorded in
+    ``played`` too, so the reference stays aligned with the microphone in time.
+    """
+
+    def __init__(self, device: int | str | None = None) -> None:
+        self.device = device
+        self.rate = 0
+        self._queue: deque[np.ndarray] = deque()
+        self.played: deque[AudioBlock] = deque(maxlen=int(RING_S / BLOCK_S))
+        self._seq = 0
+        self._block = 0
+        self._silence = np.zeros(0, dtype=np.float32)
+        self._stream: object = None
+
+    def start(self) -> None:
+        """Open and start the output stream at the device's own rate."""
+        try:
+            import sounddevice as sd
+        except OSError as e:
+            raise MicrophoneError(f"no audio system ({e}); install libportaudio2") from e
+        try:
+            info = sd.query_devices(self.device, kind="output")
+            self.rate = int(float(info["default_samplerate"]))
+            self._block = int(self.rate * BLOCK_S)
+            self._silence = np.zeros(self._block, dtype=np.float32)
+            stream = sd.OutputStream(
+                device=self.device,
+                samplerate=self.rate,
+                channels=1,
+                dtype="float32",
+                blocksize=self._block,
+                callback=self._callback,
+            )
+            stream.start()
+        except (sd.PortAudioError, ValueError) as e:
+            raise MicrophoneError(f"cannot open the speaker {self.device or 'default'}: {e}") from e
+        self._stream = stream
+
+    def play(self, samples: np.ndarray) -> float:
+        """Queue mono float32 samples at the device rate; returns their duration in seconds."""
+        n = self._block
+        for i in range(0, len(samples), n):
+            block = np.zeros(n, dtype=np.float32)
+            piece = samples[i : i + n]
+            block[: len(piece)] = piece
+            self._queue.append(block)
+        return len(samples) / self.rate if self.rate else 0.0
+
+    def flush(self) -> None:
+        """Drop everything not yet played."""
+        self._queue.clear()
+
+    @property
+    def busy(self) -> bool:
+        """True while audio is queued."""
+        return bool(self._queue)
+
+    def _callback(
+        self, outdata: np.ndarray, frames: int, time_info: object, status: object
+    ) -> None:
+        # Copy out, copy the reference, nothing else; silence when there is nothing to play.
+        try:
+            block = self._queue.popleft()
+        except IndexError:
+            block = self._silence
+        outdata[:, 0] = block
+        self._seq += 1
+        self.played.append(AudioBlock(self._seq, block))
 
     def stop(self) -> None:
         """Stop and close the stream (idempotent)."""
