@@ -20,7 +20,7 @@ from engine.channels import Channel, ControlInbox
 from engine.clock import Clock
 from engine.frames import ControlEvent, DataFrame, TranscriptDelta
 from engine.hearing import RATE, Hearing
-from engine.senses.sound import Microphone, MicrophoneError, Speaker
+from engine.senses.sound import AudioDeviceError, Microphone, Speaker
 
 log = logging.getLogger(__name__)
 RETRY_S = 2.0
@@ -72,7 +72,7 @@ class Listener:
                     self.mic.start()
                     resampler = soxr.ResampleStream(self.mic.rate, RATE, 1, dtype="float32")
                     self.report(f"microphone: listening ({self.mic.rate} Hz)")
-                except MicrophoneError as e:
+                except AudioDeviceError as e:
                     self.report(f"microphone: {e}; retrying in {RETRY_S:.0f} s")
                     self._stop.wait(RETRY_S)
                     continue

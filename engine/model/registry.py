@@ -54,6 +54,30 @@ class ModelSpec:
     sha256: str | None
 
 
+def package_path(package: str, relpath: str, requirement: str) -> Path:
+    """A file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(
+            f"needs the package {requirement}: run `make install` (it installs it with --no-deps)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / relpath
+
+
+def verified_file(path: Path, sha256: str, what: str) -> Path:
+    """``path`` once it exists and matches ``sha256``; a clear error otherwise."""
+    if not path.is_file():
+        raise ModelFileError(f"{what} file not found: {path}")
+    digest = file_sha256(path)
+    if digest != sha256:
+        raise ModelFileError(
+            f"{what} file failed its SHA-256 check: {path}\n  expected {sha256}\n"
+            f"  got      {digest}\n"
+            "the file is truncated, corrupt or was replaced; reinstall it (`make install`)"
+        )
+    return path
+
+
 def resolve(model: str | None = None, sha256: str | None = None) -> ModelSpec:
     """Turn a registry name or a GGUF path into a ``ModelSpec`` (not yet verified).
 
@@ -64,13 +88,8 @@ def resolve(model: str | None = None, sha256: str | None = None) -> ModelSpec:
     name = model or DEFAULT_MODEL
     if name in EMBEDDED:
         emb = EMBEDDED[name]
-        spec = importlib.util.find_spec(emb.package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelFileError(
-                f"embedded model {name!r} needs the package {emb.package.replace('_', '-')}"
-                f"=={emb.version}: run `make install` (it installs it with --no-deps)"
-            )
-        path = Path(next(iter(spec.submodule_search_locations))) / emb.relpath
+        requirement = f"{emb.package.replace('_', '-')}=={emb.version}"
+        path = package_path(emb.package, emb.relpath, requirement)
         return ModelSpec(name=name, path=path, sha256=emb.sha256)
     path = Path(name).expanduser()
     if path.suffix.lower() != ".gguf" and not path.exists():
@@ -88,7 +107,6 @@ def verify(spec: ModelSpec) -> None:
     path = spec.path
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
-    size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(8)
     if len(head) < 8 or head[:4] != GGUF_MAGIC:
@@ -96,15 +114,8 @@ def verify(spec: ModelSpec) -> None:
     (version,) = struct.unpack("<I", head[4:8])
     if version not in (2, 3):
         raise ModelFileError(f"unsupported GGUF version {version}: {path}")
-    if spec.sha256 is None:
-        return
-    digest = file_sha256(path)
-    if digest != spec.sha256:
-        raise ModelFileError(
-            f"model file failed its SHA-256 check ({size} bytes): {path}\n"
-            f"  expected {spec.sha256}\n  got      {digest}\n"
-            "the file is truncated, corrupt or was replaced; reinstall it (`make install`)"
-        )
+    if spec.sha256 is not None:
+        verified_file(path, spec.sha256, "model")
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

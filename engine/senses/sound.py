@@ -21,8 +21,8 @@ BLOCK_S = 0.02
 RING_S = 5.0
 
 
-class MicrophoneError(EngineError):
-    """The microphone could not be opened, or it went away."""
+class AudioDeviceError(EngineError):
+    """A microphone or speaker could not be opened, or it went away."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,28 +62,8 @@ class Microphone:
 
     def start(self) -> None:
         """Open and start the stream at the device's own rate (resampled later)."""
-        try:
-            import sounddevice as sd
-        except OSError as e:
-            raise MicrophoneError(f"no audio system ({e}); install libportaudio2") from e
-        try:
-            info = sd.query_devices(self.device, kind="input")
-            self.rate = int(float(info["default_samplerate"]))
-            self.ring = deque(maxlen=int(RING_S / BLOCK_S))
-            stream = sd.InputStream(
-                device=self.device,
-                samplerate=self.rate,
-                channels=1,
-                dtype="float32",
-                blocksize=int(self.rate * BLOCK_S),
-                callback=self._callback,
-            )
-            stream.start()
-        except (sd.PortAudioError, ValueError) as e:
-            raise MicrophoneError(
-                f"cannot open the microphone {self.device or 'default'}: {e}"
-            ) from e
-        self._stream = stream
+        self.ring = deque(maxlen=int(RING_S / BLOCK_S))
+        self._stream, self.rate = _open("input", self.device, self._callback)
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: object, status: object) -> None:
         # Copy and hand off, nothing else (no locks, no logging, no analysis).
@@ -100,10 +80,8 @@ class Microphone:
 
     def stop(self) -> None:
         """Stop and close the stream (idempotent)."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.abort()  # type: ignore[attr-defined]
-            stream.close()  # type: ignore[attr-defined]
+        _close(self._stream)
+        self._stream = None
 
 
 class Speaker:
@@ -127,27 +105,8 @@ class Speaker:
 
     def start(self) -> None:
         """Open and start the output stream at the device's own rate."""
-        try:
-            import sounddevice as sd
-        except OSError as e:
-            raise MicrophoneError(f"no audio system ({e}); install libportaudio2") from e
-        try:
-            info = sd.query_devices(self.device, kind="output")
-            self.rate = int(float(info["default_samplerate"]))
-            self._block = int(self.rate * BLOCK_S)
-            self._silence = np.zeros(self._block, dtype=np.float32)
-            stream = sd.OutputStream(
-                device=self.device,
-                samplerate=self.rate,
-                channels=1,
-                dtype="float32",
-                blocksize=self._block,
-                callback=self._callback,
-            )
-            stream.start()
-        except (sd.PortAudioError, ValueError) as e:
-            raise MicrophoneError(f"cannot open the speaker {self.device or 'default'}: {e}") from e
-        self._stream = stream
+        self._stream, self.rate = _open("output", self.device, self._callback)
+        self._block = int(self.rate * BLOCK_S)
 
     def play(self, samples: np.ndarray) -> float:
         """Queue mono float32 samples at the device rate; returns their duration in seconds."""
@@ -175,6 +134,8 @@ class Speaker:
         try:
             block = self._queue.popleft()
         except IndexError:
+            if len(self._silence) != frames:  # first underrun only: the stream just opened
+                self._silence = np.zeros(frames, dtype=np.float32)
             block = self._silence
         outdata[:, 0] = block
         self._seq += 1
@@ -182,7 +143,35 @@ class Speaker:
 
     def stop(self) -> None:
         """Stop and close the stream (idempotent)."""
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.abort()  # type: ignore[attr-defined]
-            stream.close()  # type: ignore[attr-defined]
+        _close(self._stream)
+        self._stream = None
+
+
+def _open(kind: str, device: int | str | None, callback: object) -> tuple[object, int]:
+    """Open and start a mono float32 stream at the device's own rate, 20 ms blocks."""
+    try:
+        import sounddevice as sd
+    except OSError as e:
+        raise AudioDeviceError(f"no audio system ({e}); install libportaudio2") from e
+    try:
+        rate = int(float(sd.query_devices(device, kind=kind)["default_samplerate"]))
+        cls = sd.InputStream if kind == "input" else sd.OutputStream
+        stream = cls(
+            device=device,
+            samplerate=rate,
+            channels=1,
+            dtype="float32",
+            blocksize=int(rate * BLOCK_S),
+            callback=callback,
+        )
+        stream.start()
+    except (sd.PortAudioError, ValueError) as e:
+        raise AudioDeviceError(f"cannot open the {kind} device {device or 'default'}: {e}") from e
+    return stream, rate
+
+
+def _close(stream: object) -> None:
+    """Abort and close a stream if there is one."""
+    if stream is not None:
+        stream.abort()  # type: ignore[attr-defined]
+        stream.close()  # type: ignore[attr-defined]
