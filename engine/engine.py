@@ -59,7 +59,7 @@ MIN_SLICE_S = 0.03
 
 @dataclass(frozen=True, slots=True)
 class TimelineEvent:
-    """One line of the timeline (format: ../shared/EVAL_FORMATS.md, kept in docs/)."""
+    """One line of the timeline (format: docs/EVAL_FORMATS.md)."""
 
     t: float
     lane: str
