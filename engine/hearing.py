@@ -24,6 +24,8 @@ from engine.features.vad import WINDOW, SileroVad, VadStream
 from engine.frames import ControlEvent, ControlKind, TranscriptDelta
 
 ASR_RTF_MODEL = 0.15
+SILENCE_FLOOR = 1e-3
+"""Peak amplitude (-60 dBFS) under which a window is silence, whatever the VAD's memory says."""
 PAD_S = 0.1
 """Audio kept before a detected start and after the end, so no word is clipped."""
 MAX_UTTERANCE_S = 30.0
@@ -71,6 +73,8 @@ class Hearing:
             self._scored += WINDOW
             t_end = self._scored / RATE
             prob = self.vad.score(window)
+            if prob >= self.stream.off_threshold and float(np.abs(window).max()) < SILENCE_FLOOR:
+                prob = 0.0  # Silero's memory keeps scoring high over digital silence: not speech
             if (
                 self.echo is not None
                 and prob >= self.stream.off_threshold

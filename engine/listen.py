@@ -24,6 +24,7 @@ from engine.senses.sound import AudioDeviceError, Microphone, Speaker
 
 log = logging.getLogger(__name__)
 RETRY_S = 2.0
+REF_LEAD = 2
 POLL_S = 0.02
 
 
@@ -61,6 +62,7 @@ class Listener:
     def _run(self) -> None:
         resampler: soxr.ResampleStream | None = None
         ref_resampler: soxr.ResampleStream | None = None
+        ref_blocks = 0
         last_seq = 0
         while not self._stop.is_set():
             if not self.mic.lease.active:
@@ -71,6 +73,9 @@ class Listener:
                 try:
                     self.mic.start()
                     resampler = soxr.ResampleStream(self.mic.rate, RATE, 1, dtype="float32")
+                    if self.speaker is not None:
+                        self.speaker.played.clear()  # pair reference and mic from now on
+                    ref_blocks, self.blocks = 0, 0
                     self.report(f"microphone: listening ({self.mic.rate} Hz)")
                 except AudioDeviceError as e:
                     self.report(f"microphone: {e}; retrying in {RETRY_S:.0f} s")
@@ -80,12 +85,20 @@ class Listener:
                 self._stop.wait(POLL_S)
                 continue
             if self.speaker is not None and self.hearing.echo is not None:
-                # What the speaker played is the echo reference (resampled like the mic).
+                # What the speaker played is the echo reference. Both streams deliver one
+                # 20 ms block per 20 ms of the audio clock, so the reference is fed block
+                # for block with the microphone (up to REF_LEAD blocks ahead): the two stay
+                # aligned even when hearing runs behind, and catch up if one stream starts late.
                 if ref_resampler is None and self.speaker.rate:
                     ref_resampler = soxr.ResampleStream(self.speaker.rate, RATE, 1, dtype="float32")
-                while self.speaker.played and ref_resampler is not None:
+                while (
+                    self.speaker.played
+                    and ref_resampler is not None
+                    and ref_blocks <= self.blocks + REF_LEAD
+                ):
                     played = ref_resampler.resample_chunk(self.speaker.played.popleft().samples)
                     self.hearing.echo.feed_reference(np.asarray(played, dtype=np.float32))
+                    ref_blocks += 1
             block = self.mic.ring.popleft()
             if last_seq and block.seq != last_seq + 1:
                 self.gaps += 1  # the ring overflowed: hearing fell behind

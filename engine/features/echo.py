@@ -20,7 +20,7 @@ class EchoGate:
     """Decides, window by window, whether the microphone hears only the assistant."""
 
     def __init__(
-        self, max_delay_s: float = 0.4, threshold: float = 0.85, rate: int = 16_000
+        self, max_delay_s: float = 0.8, threshold: float = 0.75, rate: int = 16_000
     ) -> None:
         self.threshold = threshold
         self._keep = int(max_delay_s * rate) + WINDOW
