@@ -58,6 +58,7 @@ class Listener:
         self._stop.set()
         self._thread.join(timeout=5)
         self.mic.stop()
+        log.info("hearing: %d blocks, %d overflow gaps", self.blocks, self.gaps)
 
     def _run(self) -> None:
         resampler: soxr.ResampleStream | None = None

@@ -55,37 +55,30 @@ def play_later(env: dict[str, str], wav: Path, delay_s: float) -> subprocess.Pop
 
 CAPTURE = """
 import sys, time
-import numpy as np
+from engine.channels import Channel, ControlInbox, Overflow
+from engine.clock import RealClock
 from engine.features.asr import Recognizer
 from engine.features.vad import SileroVad
 from engine.hearing import Hearing
+from engine.listen import Listener
 from engine.senses.sound import Microphone
 from permissions.gate import Gate
 from permissions.model import AppContext, Decision, Rule, Sense
-import soxr
 
 gate = Gate((Rule("u:mic", Decision.ALLOW, sense=Sense.MICROPHONE),))
 lease = gate.open_sense(Sense.MICROPHONE, AppContext("test"))
 mic = Microphone(lease)
-mic.start()
-hearing = Hearing(SileroVad(), Recognizer(threads=2))
-rs = soxr.ResampleStream(mic.rate, 16000, 1, dtype="float32")
-print("ready", mic.rate, flush=True)
-texts, t0, last = [], time.monotonic(), 0
-while time.monotonic() - t0 < float(sys.argv[1]):
-    while mic.ring:
-        block = mic.ring.popleft()
-        last = block.seq
-        for h in hearing.push(np.asarray(rs.resample_chunk(block.samples), dtype=np.float32)):
-            if h.transcript:
-                texts.append(h.transcript.text)
-    time.sleep(0.02)
+data = Channel("data", 64, Overflow.DROP_OLDEST)
+listener = Listener(mic, Hearing(SileroVad(), Recognizer(threads=2)), RealClock(),
+                    inbox=ControlInbox(), data=data, report=lambda line: None)
+listener.start()
+time.sleep(float(sys.argv[1]))
 gate.mute(Sense.MICROPHONE)  # the lease is revoked: the callback takes nothing more
 seq = mic._seq
 time.sleep(0.5)
 print("after-revoke", mic._seq - seq, flush=True)
-mic.stop()
-print("heard", " | ".join(texts), flush=True)
+listener.stop()
+print("heard", " | ".join(f.text for f in data.drain()), flush=True)
 """
 
 
@@ -174,7 +167,7 @@ def probe_echo(env: dict[str, str], mode: str, user_wav: Path | None = None) -> 
     if player:
         player.wait(timeout=30)
     assert proc.returncode == 0, proc.stderr
-    words = proc.stdout.split()
+    words = proc.stdout.strip().splitlines()[-1].split()  # the summary line
     return dict(zip(words[::2], words[1::2], strict=False))
 
 

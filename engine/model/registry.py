@@ -27,8 +27,6 @@ class EmbeddedModel:
     version: str
     relpath: str
     sha256: str
-    size: int
-    licence: str
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
@@ -38,9 +36,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         version="0.1.2",
         relpath="SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        size=98_362_432,
-        licence="Apache-2.0",
-    ),
+    ),  # SmolLM2-135M-Instruct Q4_1, 98 MB, Apache-2.0
 }
 DEFAULT_MODEL = "smollm2-135m"
 
