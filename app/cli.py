@@ -295,7 +295,9 @@ def _eval_duplex(a: argparse.Namespace) -> int:
     from engine.voice import EspeakSynthesizer, VoicedSpeech
 
     if a.eval == "build-duplex":
-        made = duplex.build_scenarios(a.source, a.out)
+        from engine.features.asr import Recognizer
+
+        made = duplex.build_scenarios(a.source, a.out, Recognizer(threads=2))
         print(f"wrote {len(made)} scenarios under {a.out}")
         return 0
     ears = Ears.load()

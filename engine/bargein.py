@@ -1,8 +1,9 @@
 """Barge-in: stop at once when the user talks over the assistant, resume after a backchannel.
 
-The moment voice activity starts during playback the assistant *pauses* (queued audio is
-flushed): the stop time is bounded by voice detection, not by the 200 ms tick. What happens
-next depends on what the overlap turns out to be:
+The moment the first window sounds like the user during playback (``VOICE_ONSET``) the
+assistant *pauses* (queued audio is flushed): the stop time is bounded by voice detection, not
+by the 200 ms tick. An onset the VAD does not confirm within ``ONSET_CONFIRM_S`` resumes.
+What happens next depends on what the overlap turns out to be:
 
 - the user keeps talking past ``BACKCHANNEL_MAX_S``, or says real words -> the stop is final
   and the user has the floor;
@@ -20,6 +21,9 @@ from dataclasses import dataclass
 
 BACKCHANNEL_MAX_S = 1.0
 """Longest overlap (pause to detected end of the user's speech) still taken as a backchannel."""
+ONSET_CONFIRM_S = 0.2
+"""How long a pause on a bare voice onset waits for the VAD to confirm speech (it needs
+``min_speech_s``, 0.1 s) before taking the onset as a click or a breath and resuming."""
 TRANSCRIPT_WAIT_S = 0.6
 """How long after the user stops to wait for a transcript before taking it as noise."""
 
@@ -83,10 +87,14 @@ class Overlap:
     """The user started talking over the assistant at ``paused_t``."""
 
     paused_t: float
+    confirmed: bool = True
+    """The VAD confirmed speech (a pause on a bare onset is not, yet: it may be a click)."""
     user_stopped_t: float | None = None
 
     def on_tick(self, t: float, user_speaking: bool) -> Verdict:
         """Decide on time alone: a long overlap stops; silence with no transcript resumes."""
+        if not self.confirmed and not user_speaking and t - self.paused_t > ONSET_CONFIRM_S:
+            return Verdict.RESUME
         if user_speaking and t - self.paused_t > BACKCHANNEL_MAX_S:
             return Verdict.STOP
         if self.user_stopped_t is not None and t - self.user_stopped_t > TRANSCRIPT_WAIT_S:

@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.bargein import Overlap, Verdict
 from engine.channels import Channel, Overflow
+from engine.endpoint import completeness
 from engine.frames import (
     ControlEvent,
     ControlKind,
@@ -37,6 +38,7 @@ from permissions.model import Sense
 log = logging.getLogger(__name__)
 
 BACKCHANNEL_TEXT = "mm-hmm"
+_ANSWER = (DecisionKind.SPEAK, DecisionKind.HANDOFF)
 DATA_CAPACITY = 256
 
 
@@ -84,9 +86,14 @@ class EngineState:
     user_turn_ended_at: float | None = None
     last_interjection_t: float | None = None
     last_backchannel_t: float | None = None
+    turn_complete: float = 0.5
     speech: SpeechHandle | None = None
     proposal: Proposal = field(default_factory=Proposal)
     reply: DecisionKind | None = None
+    reply_committed: bool = False
+    """False while the reply is prepared speculatively, before the policy has said to answer."""
+    reply_text: str | None = None
+    """A finished reply waiting for the policy (speculation that came out ready early)."""
     speech_ended_at: float | None = None
     overlap: Overlap | None = None
 
@@ -122,17 +129,18 @@ class Engine:
     async def control(self, ev: ControlEvent) -> None:
         """Handle a control event the moment it arrives (not at the next tick)."""
         st = self.state
-        if ev.kind is ControlKind.USER_STARTED_SPEAKING:
+        if ev.kind is ControlKind.VOICE_ONSET:
+            if not st.muted:
+                self._pause_for_user(ev.t, confirmed=False)
+        elif ev.kind is ControlKind.USER_STARTED_SPEAKING:
             if not st.muted:  # a muted microphone hears nothing
                 st.user_speaking = True
                 st.user_turn_ended_at = st.speech_ended_at = None  # a pause, not the end
                 self._emit(ev.t, "vad", "speech_start")
-                if st.speech is not None and st.speech.playing_at(ev.t) and st.overlap is None:
-                    # Barge-in: pause at once (flushing queued audio); decide later whether
-                    # it was an interruption or a backchannel.
-                    st.speech.interrupt(ev.t, "interrupted")
-                    st.overlap = Overlap(ev.t)
-                    self._emit(ev.t, "speech", "stop", reason="interrupted")
+                if st.overlap is not None:
+                    st.overlap.confirmed = True
+                else:
+                    self._pause_for_user(ev.t, confirmed=True)
         elif ev.kind is ControlKind.USER_STOPPED_SPEAKING:
             if st.user_speaking:
                 st.user_speaking = False
@@ -182,6 +190,9 @@ class Engine:
                     # (A transcript arriving while the user talks again ends nothing.)
                     ended = st.speech_ended_at
                     st.user_turn_ended_at = ended if ended is not None else frame.t
+                    st.turn_complete = completeness(frame.text)
+                if not frame.final:
+                    continue  # partials are for the panel and barge-in, not the session
             elif isinstance(frame, TypedText):
                 st.typed_pending = True
             self.assembler.add(frame)
@@ -190,18 +201,30 @@ class Engine:
         self._emit(t, "tick", "microturn", index=turn.index)
 
         if st.reply is not None:
-            if st.user_speaking or turn.typed or turn.transcript:
+            if st.user_speaking or turn.typed or any(d.final for d in turn.transcript):
                 # The user went on: the reply being prepared answers a finished turn that is
                 # no longer finished. Roll it back and take this tick as a normal one.
                 await self.worker.call(lambda s: s.reply_abort())
                 await self.worker.call(lambda s: s.record(DecisionKind.SILENT))
-                st.reply = None
+                st.reply, st.reply_text = None, None
             else:
                 held = self.renderer.render(turn, heartbeat=False)
                 if held is not None:  # kept for the next append, in order
                     await self.worker.call(lambda s: s.note(held))
+                reason = "preparing_reply"
+                if not st.reply_committed:
+                    # Speculative: the policy (on the last proposal: nothing new was appended)
+                    # still has to say that the turn is over.
+                    kind, reason = self._decide(t, speaking)
+                    if kind in _ANSWER:
+                        st.reply_committed, st.user_turn_ended_at = True, None
+                        self._emit(t, "model", "decision", decision=kind.value, reason=reason)
+                        if kind is not st.reply:  # it prepared an answer; a handoff is due
+                            await self.worker.call(lambda s: s.reply_abort())
+                            st.reply, st.reply_text = kind, None
+                            await self.worker.call(lambda s: s.reply_begin(kind))
                 await self._continue_reply(t)
-                return Decision(t, turn.index, DecisionKind.SILENT, "preparing_reply", False)
+                return Decision(t, turn.index, DecisionKind.SILENT, reason, False)
 
         line = self.renderer.render(turn)
         consulted = line is not None
@@ -210,19 +233,15 @@ class Engine:
         else:
             await self.worker.call(lambda s: s.maintain())
         # A quiet tick adds no tokens, so the model's proposal cannot have changed: reuse it.
-        kind, reason = decide(
-            PolicyInput(
-                t=t,
-                proposal=st.proposal,
-                user_speaking=st.user_speaking,
-                assistant_speaking=speaking,
-                typed_pending=st.typed_pending,
-                user_turn_ended_at=st.user_turn_ended_at,
-                last_interjection_t=st.last_interjection_t,
-                last_backchannel_t=st.last_backchannel_t,
-            ),
-            self.policy,
-        )
+        kind, reason = self._decide(t, speaking)
+        if kind is DecisionKind.SILENT and reason == "endpointing" and consulted:
+            # The user's words are in and the silence is running: prepare the answer now, so
+            # it is ready when the end-point confirms (rolled back if the user goes on).
+            await self.worker.call(lambda s: s.reply_begin(DecisionKind.SPEAK))
+            st.reply, st.reply_committed, st.reply_text = DecisionKind.SPEAK, False, None
+            self._emit(t, "model", "decision", decision=kind.value, reason=reason)
+            await self._continue_reply(t)
+            return Decision(t, turn.index, kind, reason, consulted)
         if kind in (DecisionKind.SPEAK, DecisionKind.HANDOFF):
             st.typed_pending = False  # a typed request waits until it is answered
         if kind is not DecisionKind.SILENT and not consulted:
@@ -237,6 +256,23 @@ class Engine:
         await self._act(decision)
         return decision
 
+    def _decide(self, t: float, speaking: bool) -> tuple[DecisionKind, str]:
+        st = self.state
+        return decide(
+            PolicyInput(
+                t=t,
+                proposal=st.proposal,
+                user_speaking=st.user_speaking,
+                assistant_speaking=speaking,
+                typed_pending=st.typed_pending,
+                user_turn_ended_at=st.user_turn_ended_at,
+                turn_complete=st.turn_complete,
+                last_interjection_t=st.last_interjection_t,
+                last_backchannel_t=st.last_backchannel_t,
+            ),
+            self.policy,
+        )
+
     async def _act(self, d: Decision) -> None:
         st = self.state
         if d.kind in (DecisionKind.SPEAK, DecisionKind.INTERJECT, DecisionKind.HANDOFF):
@@ -245,7 +281,7 @@ class Engine:
                 st.last_interjection_t = d.t
             kind = d.kind
             await self.worker.call(lambda s: s.reply_begin(kind))
-            st.reply = kind
+            st.reply, st.reply_committed, st.reply_text = kind, True, None
             await self._continue_reply(d.t)
             return
         if d.kind is DecisionKind.BACKCHANNEL:
@@ -258,20 +294,25 @@ class Engine:
             await self.worker.call(lambda s: s.record(done))
 
     async def _continue_reply(self, t: float) -> None:
-        """Prepare the next slice of the reply within this tick's budget; speak when done."""
+        """Prepare the next slice of the reply within this tick's budget; speak when it is
+        done and the policy has committed to answering."""
         st = self.state
         kind = st.reply
         if kind is None:
             return
-        tokens, seconds = self.budget.tokens_per_tick, self.budget.seconds_per_tick
-        if seconds is not None:  # what the tick's append left of the budget (wall time)
-            seconds = max(MIN_SLICE_S, seconds - (time.perf_counter() - self._tick_started))
-        self.worker.cancel.clear()
-        cancel = self.worker.cancel
-        text, done = await self.worker.call(lambda s: s.reply_step(tokens, seconds, cancel))
-        if not done:
-            return
-        st.reply = None
+        if st.reply_text is None:
+            tokens, seconds = self.budget.tokens_per_tick, self.budget.seconds_per_tick
+            if seconds is not None:  # what the tick's append left of the budget (wall time)
+                seconds = max(MIN_SLICE_S, seconds - (time.perf_counter() - self._tick_started))
+            self.worker.cancel.clear()
+            cancel = self.worker.cancel
+            text, done = await self.worker.call(lambda s: s.reply_step(tokens, seconds, cancel))
+            if not done:
+                return
+            st.reply_text = text
+        if not st.reply_committed:
+            return  # ready early: it waits for the end-point
+        text, st.reply, st.reply_text = st.reply_text, None, None
         if text:
             self._start_speech(text, t)
             await self.worker.call(lambda s: s.record(kind, text))
@@ -280,6 +321,15 @@ class Engine:
             await self.worker.call(lambda s: s.record(DecisionKind.SILENT))
 
     # --- speech --------------------------------------------------------------------------
+
+    def _pause_for_user(self, t: float, *, confirmed: bool) -> None:
+        """Barge-in: pause at once (flushing queued audio); decide later whether it was an
+        interruption, a backchannel or a click."""
+        st = self.state
+        if st.speech is not None and st.speech.playing_at(t) and st.overlap is None:
+            st.speech.interrupt(t, "interrupted")
+            st.overlap = Overlap(t, confirmed=confirmed)
+            self._emit(t, "speech", "stop", reason="interrupted")
 
     def _settle_overlap(self, verdict: Verdict, t: float) -> None:
         """Act on a barge-in verdict: keep waiting, resume the utterance, or make it final."""

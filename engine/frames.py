@@ -74,6 +74,8 @@ DataFrame = TypedText | FocusChange | TranscriptDelta | TaskUpdate
 class ControlKind(enum.Enum):
     """Control events outrank data and are never dropped."""
 
+    VOICE_ONSET = "voice_onset"
+    """The first window that sounds like the user: barge-in pauses on it, unconfirmed."""
     USER_STARTED_SPEAKING = "user_started_speaking"
     USER_STOPPED_SPEAKING = "user_stopped_speaking"
     MUTE = "mute"

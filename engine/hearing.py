@@ -1,20 +1,34 @@
-"""Hearing: microphone audio to voice-activity control events and final transcripts.
+"""Hearing: microphone audio to voice-activity control events and transcripts.
 
-``Hearing`` is fed 16 kHz mono audio in blocks of any size. VAD runs on every 32 ms window;
-speech start and end become control events (the engine handles them at once); at the end of an
-utterance the whole utterance is transcribed and comes out as a final ``TranscriptDelta``.
-Both stages are causal, so ``hear`` over a recording gives the timeline that streaming the
-same audio live would give.
+``Hearing`` is fed 16 kHz mono audio in blocks of any size. VAD runs on every 32 ms window and
+gives control events (the engine handles them at once):
 
-Replay must be deterministic, so there recognition does not take the machine's real time: the
-transcript is placed ``ASR_RTF_MODEL`` x the utterance's length after its end (the real-time
-factor measured by ``tandem eval asr`` on this CPU is ~0.13). Live, the caller stamps results
-with its clock when they come out.
+- ``VOICE_ONSET`` on the first window that sounds like the user (after the echo gate). Barge-in
+  pauses the assistant on it; ``USER_STARTED_SPEAKING`` confirms it ``min_speech_s`` later, or
+  the engine resumes (a click, a breath);
+- ``USER_STARTED_SPEAKING`` / ``USER_STOPPED_SPEAKING`` with the VAD's hysteresis.
+
+Recognition is pipelined so that the final transcript is ready soon after the voice stops:
+
+- a partial transcript every ``PARTIAL_EVERY_S`` of speech, when the recogniser is idle (for
+  the panel and for barge-in, never queued in front of a final);
+- the final is transcribed *speculatively* once the user has been quiet ``SPECULATE_AFTER_S``:
+  when the end-point confirms the silence, that text is the final, so the end-point's wait
+  and recognition overlap; when the user goes on, it is dropped.
+
+Recognition runs on an ``AsrRunner``. Live it is ``ThreadedAsr``: Whisper on its own thread,
+so the VAD never waits for it. Replay must be deterministic, so ``ModeledAsr`` places each
+result at the latency measured on this CPU (``asr_latency``), one job at a time like the real
+thread. Both stages are causal: ``hear`` over a recording gives the timeline streaming gives.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -23,13 +37,27 @@ from engine.features.echo import EchoGate
 from engine.features.vad import WINDOW, SileroVad, VadStream
 from engine.frames import ControlEvent, ControlKind, TranscriptDelta
 
-ASR_RTF_MODEL = 0.15
+ASR_BASE_S = 0.32
+ASR_PER_S = 0.03
+"""Whisper tiny.en latency here (2 threads, beam 5): ~0.32 s whatever the length (its encoder
+always sees a 30 s window) plus ~0.03 s per second of audio (0.5 s: 0.30, 4 s: 0.38,
+11 s: 0.62 s measured)."""
+SPECULATE_AFTER_S = 0.15
+"""Quiet after which the final is transcribed speculatively (shorter dips are mid-word). The
+audio goes up to that moment: a faint last word ("...selfish is") that the VAD already
+scored as quiet is still heard."""
+PARTIAL_EVERY_S = 1.0
 SILENCE_FLOOR = 1e-3
 """Peak amplitude (-60 dBFS) under which a window is silence, whatever the VAD's memory says."""
 PAD_S = 0.1
-"""Audio kept before a detected start and after the end, so no word is clipped."""
+"""Audio kept before a detected start, so no word is clipped."""
 MAX_UTTERANCE_S = 30.0
 RATE = 16_000
+
+
+def asr_latency(seconds_of_audio: float) -> float:
+    """Modelled recognition time for ``seconds_of_audio`` (see ``ASR_BASE_S``)."""
+    return ASR_BASE_S + ASR_PER_S * seconds_of_audio
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +69,124 @@ class Heard:
     transcript: TranscriptDelta | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Recognized:
+    """A finished recognition job; ``ready_t`` is its modelled time (None: it is ready now)."""
+
+    job: int
+    text: str
+    ready_t: float | None = None
+
+
+class AsrRunner(Protocol):
+    """Runs recognition jobs in order, one at a time."""
+
+    def submit(self, job: int, samples: np.ndarray, t: float) -> None:
+        """Queue ``samples`` (requested at stream time ``t``)."""
+        ...
+
+    def idle(self, t: float) -> bool:
+        """Nothing queued or running at stream time ``t``."""
+        ...
+
+    def results(self) -> list[Recognized]:
+        """Jobs finished since the last call."""
+        ...
+
+    def close(self) -> None:
+        """Stop; pending jobs are dropped."""
+        ...
+
+
+class ModeledAsr:
+    """Replay: recognise at once, but time each result as the real thread would finish it."""
+
+    def __init__(self, asr: Recognizer) -> None:
+        self.asr = asr
+        self._free_at = 0.0
+        self._done: list[Recognized] = []
+
+    def submit(self, job: int, samples: np.ndarray, t: float) -> None:
+        """Recognise now; ready after the queue ahead of it and the modelled latency."""
+        text = self.asr.transcribe(samples).text
+        self._free_at = max(t, self._free_at) + asr_latency(len(samples) / RATE)
+        self._done.append(Recognized(job, text, round(self._free_at, 3)))
+
+    def idle(self, t: float) -> bool:
+        """Free once the last modelled job has finished."""
+        return self._free_at <= t
+
+    def results(self) -> list[Recognized]:
+        """Everything submitted so far (each carries its modelled time)."""
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+class ThreadedAsr:
+    """Live: Whisper on its own thread (one owner for the model; the VAD never waits)."""
+
+    def __init__(self, asr: Recognizer) -> None:
+        self.asr = asr
+        self._jobs: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue()
+        self._done: deque[Recognized] = deque()
+        self._busy = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tandem-asr", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: int, samples: np.ndarray, t: float) -> None:
+        """Queue a job for the recogniser thread."""
+        self._busy.set()
+        self._jobs.put((job, samples))
+
+    def idle(self, t: float) -> bool:
+        """No job queued or running."""
+        return not self._busy.is_set()
+
+    def results(self) -> list[Recognized]:
+        """Jobs finished since the last call (deque pops are atomic)."""
+        out = []
+        while self._done:
+            out.append(self._done.popleft())
+        return out
+
+    def close(self) -> None:
+        """Stop the thread after the job it is running."""
+        self._jobs.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, samples = item
+            self._done.append(Recognized(job, self.asr.transcribe(samples).text))
+            if self._jobs.empty():
+                self._busy.clear()
+
+
+@dataclass(slots=True)
+class _Final:
+    """The final transcript of an utterance, waiting for its recognition job."""
+
+    job: int
+    decided_t: float
+    text: str | None = None
+    ready_t: float | None = None
+
+
 class Hearing:
-    """Streaming VAD + end-of-utterance ASR (one owner thread)."""
+    """Streaming VAD + pipelined ASR (fed by one thread)."""
 
     def __init__(
         self,
         vad: SileroVad,
-        asr: Recognizer,
+        asr: Recognizer | AsrRunner,
         stream: VadStream | None = None,
         echo: EchoGate | None = None,
     ) -> None:
-        self.vad, self.asr, self.echo = vad, asr, echo
+        self.vad, self.echo = vad, echo
+        self.runner: AsrRunner = ThreadedAsr(asr) if isinstance(asr, Recognizer) else asr
         self.stream = stream or VadStream()
         self.vad.reset()
         self._pending = np.zeros(0, dtype=np.float32)  # samples not yet scored
@@ -59,7 +194,14 @@ class Hearing:
         self._audio_start = 0  # sample index of _audio[0]
         self._scored = 0  # samples scored so far
         self._start: float | None = None
+        self._jobs = 0
+        self._partials: set[int] = set()  # partial jobs of the open utterance
+        self._spec: _Final | None = None  # speculative final for the current quiet stretch
+        self._spec_end: float | None = None
+        self._finals: list[_Final] = []
+        self._next_partial = 0.0
         self.level = 0.0  # RMS of the last block, for a level meter
+        self.dropped_speculations = 0
 
     def push(self, samples: np.ndarray) -> list[Heard]:
         """Feed 16 kHz mono samples; returns what was heard (time = position in the stream)."""
@@ -71,53 +213,108 @@ class Hearing:
         while len(self._pending) >= WINDOW:
             window, self._pending = self._pending[:WINDOW], self._pending[WINDOW:]
             self._scored += WINDOW
-            t_end = self._scored / RATE
-            prob = self.vad.score(window)
-            if prob >= self.stream.off_threshold and float(np.abs(window).max()) < SILENCE_FLOOR:
-                prob = 0.0  # Silero's memory keeps scoring high over digital silence: not speech
-            if (
-                self.echo is not None
-                and prob >= self.stream.off_threshold
-                and self.echo.is_echo(window)
-            ):
-                prob = 0.0  # the assistant's own voice coming back: not the user
-            ev = self.stream.push(t_end, prob)
-            if ev is not None and ev.speech:
-                self._start = ev.t
-                out.append(
-                    Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STARTED_SPEAKING))
-                )
-            elif ev is not None:
-                out.append(
-                    Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STOPPED_SPEAKING))
-                )
-                out.extend(self._transcribe(ev.t, t_end))
-            elif self._start is not None and t_end - self._start > MAX_UTTERANCE_S:
-                out.extend(self._transcribe(t_end, t_end))  # a monologue: transcribe in parts
-                self._start = t_end
+            out.extend(self._window(window, self._scored / RATE))
+        out.extend(self._collect(self._scored / RATE))
         self._trim()
         return out
 
     def finish(self) -> list[Heard]:
-        """End of the stream: close an utterance still open."""
-        if self._start is None:
-            return []
+        """End of the stream: close an utterance still open and wait for its transcript."""
         t_end = self._scored / RATE
-        heard = [Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STOPPED_SPEAKING))]
-        return heard + self._transcribe(t_end, t_end)
+        out: list[Heard] = []
+        if self._start is not None:
+            out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STOPPED_SPEAKING)))
+            self._end_utterance(t_end, t_end)
+        if isinstance(self.runner, ThreadedAsr):
+            self.runner.close()  # lets the job in hand finish
+        out.extend(self._collect(t_end))
+        return out
 
-    def _transcribe(self, end: float, decided: float) -> list[Heard]:
-        start, self._start = self._start, None
-        if start is None:
-            return []
+    def close(self) -> None:
+        """Stop the recogniser."""
+        self.runner.close()
+
+    # --- per window ----------------------------------------------------------------------
+
+    def _window(self, window: np.ndarray, t_end: float) -> list[Heard]:
+        prob = self.vad.score(window)
+        if prob >= self.stream.off_threshold and float(np.abs(window).max()) < SILENCE_FLOOR:
+            prob = 0.0  # Silero's memory keeps scoring high over digital silence: not speech
+        if (
+            self.echo is not None
+            and prob >= self.stream.off_threshold
+            and self.echo.is_echo(window)
+        ):
+            prob = 0.0  # the assistant's own voice coming back: not the user
+        was_rising, was_speaking = self.stream.rising, self.stream.speaking
+        ev = self.stream.push(t_end, prob)
+        out: list[Heard] = []
+        if not was_rising and not was_speaking and (self.stream.rising or self.stream.speaking):
+            out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.VOICE_ONSET)))
+        if ev is not None and ev.speech:
+            self._start, self._partials = ev.t, set()
+            self._next_partial = ev.t + PARTIAL_EVERY_S
+            out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STARTED_SPEAKING)))
+        elif ev is not None:
+            out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STOPPED_SPEAKING)))
+            self._end_utterance(ev.t, t_end)
+        elif self._start is not None:
+            self._while_speaking(t_end)
+        return out
+
+    def _while_speaking(self, t_end: float) -> None:
+        assert self._start is not None
+        quiet = self.stream.quiet_since
+        if quiet is None and self._spec is not None:
+            self._spec = self._spec_end = None  # the user went on: that was not the end
+            self.dropped_speculations += 1
+        if quiet is not None and self._spec is None and t_end - quiet >= SPECULATE_AFTER_S:
+            self._spec = _Final(self._submit(self._start, t_end, t_end), t_end)
+            self._spec_end = quiet
+        if quiet is None and t_end >= self._next_partial and self.runner.idle(t_end):
+            self._partials.add(self._submit(self._start, t_end, t_end))
+            self._next_partial = t_end + PARTIAL_EVERY_S
+        if t_end - self._start > MAX_UTTERANCE_S:  # a monologue: transcribe it in parts
+            self._finals.append(_Final(self._submit(self._start, t_end, t_end), t_end))
+            self._start, self._spec, self._spec_end = t_end, None, None
+
+    def _end_utterance(self, end: float, decided: float) -> None:
+        """The voice stopped at ``end`` (known at ``decided``): its final transcript."""
+        assert self._start is not None
+        if self._spec is not None and self._spec_end == end:
+            final = self._spec  # recognised while the end-point waited
+            final.decided_t = decided
+        else:
+            final = _Final(self._submit(self._start, end + SPECULATE_AFTER_S, decided), decided)
+        self._finals.append(final)
+        self._start, self._spec, self._spec_end = None, None, None
+
+    def _submit(self, start: float, end: float, t: float) -> int:
         buf = np.concatenate(self._audio) if self._audio else np.zeros(0, dtype=np.float32)
         a = max(0, int((start - PAD_S) * RATE) - self._audio_start)
-        b = max(a, int((end + PAD_S) * RATE) - self._audio_start)
-        text = self.asr.transcribe(buf[a:b]).text
-        if not text:
-            return []
-        t = round(decided + ASR_RTF_MODEL * (end - start), 3)
-        return [Heard(t, transcript=TranscriptDelta(t=t, text=text, final=True))]
+        b = max(a, int(end * RATE) - self._audio_start)
+        self._jobs += 1
+        self.runner.submit(self._jobs, buf[a:b], t)
+        return self._jobs
+
+    def _collect(self, now: float) -> list[Heard]:
+        """Turn finished jobs into transcripts: partials as they come, finals in order."""
+        out: list[Heard] = []
+        for r in self.runner.results():
+            t = r.ready_t if r.ready_t is not None else now
+            pending = [f for f in self._finals if f.job == r.job]
+            if self._spec is not None and self._spec.job == r.job:
+                pending = [self._spec]
+            if pending:
+                pending[0].text, pending[0].ready_t = r.text, t
+            elif r.job in self._partials and r.text:
+                out.append(Heard(t, transcript=TranscriptDelta(t=t, text=r.text, final=False)))
+        while self._finals and self._finals[0].text is not None:
+            f = self._finals.pop(0)
+            t = round(max(f.decided_t, f.ready_t or now), 3)
+            if f.text:
+                out.append(Heard(t, transcript=TranscriptDelta(t=t, text=f.text, final=True)))
+        return out
 
     def _trim(self) -> None:
         """Keep only what an open utterance (plus padding) may still need."""
@@ -134,7 +331,7 @@ class Hearing:
 
 def hear(samples: np.ndarray, vad: SileroVad, asr: Recognizer) -> list[Heard]:
     """Run hearing over a whole recording (16 kHz mono), as if it were streamed."""
-    hearing = Hearing(vad, asr)
+    hearing = Hearing(vad, ModeledAsr(asr))
     out: list[Heard] = []
     step = int(0.2 * RATE)  # the live block size does not change the result
     for i in range(0, len(samples), step):

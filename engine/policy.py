@@ -9,8 +9,9 @@ table in ``tests/test_policy.py``. The order of the rules is the priority:
    last one is long enough ago;
 3. the assistant is speaking -> go on, unless the model is sure it should stop;
 4. the user typed to Tandem -> answer (speak), or hand off when the model prefers it;
-5. the user's spoken turn ended -> answer once the end-point delay for the eagerness has
-   passed and the model agrees, or at the latest after ``max_wait_s``;
+5. the user's spoken turn ended -> answer once the silence is long enough for how finished
+   the words sound (``endpoint.completeness``, nudged up when the model agrees): from
+   ``endpoint_s`` for a finished sentence to ``max_wait_s`` for one that broke off;
 6. nobody is talking -> interject only when the model is confident and the cooldown passed;
 7. otherwise silent.
 """
@@ -22,6 +23,9 @@ from dataclasses import dataclass
 from engine.frames import DecisionKind, Proposal
 
 _ANSWER = (DecisionKind.SPEAK, DecisionKind.HANDOFF)
+MODEL_NUDGE = 0.2
+"""How much the model's agreement adds to the words' completeness (a 135M model's logits are
+a weak signal: they shorten the wait, never decide it alone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,11 @@ class PolicyConfig:
         e = min(max(self.eagerness, 0.0), 1.0)
         return 0.8 - 0.6 * e
 
+    def required_silence_s(self, complete: float, model_agrees: bool) -> float:
+        """Silence to wait before answering words that are ``complete`` (0..1) finished."""
+        evidence = min(1.0, max(0.0, complete) + (MODEL_NUDGE if model_agrees else 0.0))
+        return self.endpoint_s() + (self.max_wait_s - self.endpoint_s()) * (1.0 - evidence)
+
     def answer_threshold(self) -> float:
         """Model probability of speak+handoff needed to answer before ``max_wait_s``."""
         e = min(max(self.eagerness, 0.0), 1.0)
@@ -57,6 +66,8 @@ class PolicyInput:
     assistant_speaking: bool = False
     typed_pending: bool = False
     user_turn_ended_at: float | None = None
+    turn_complete: float = 0.5
+    """How finished the user's last words sound (``endpoint.completeness``)."""
     last_interjection_t: float | None = None
     last_backchannel_t: float | None = None
 
@@ -85,7 +96,7 @@ def decide(inp: PolicyInput, cfg: PolicyConfig) -> tuple[DecisionKind, str]:
         if waited >= cfg.max_wait_s:
             return _answer(p, "turn_end_timeout")
         agrees = p.p(DecisionKind.SPEAK) + p.p(DecisionKind.HANDOFF) >= cfg.answer_threshold()
-        if waited >= cfg.endpoint_s() and agrees:
+        if waited >= cfg.required_silence_s(inp.turn_complete, agrees):
             return _answer(p, "turn_end")
         return DecisionKind.SILENT, "endpointing"
     if (

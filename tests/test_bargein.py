@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from engine.bargein import BACKCHANNEL_MAX_S, TRANSCRIPT_WAIT_S, Overlap, Verdict, is_backchannel
+from engine.bargein import (
+    BACKCHANNEL_MAX_S,
+    ONSET_CONFIRM_S,
+    TRANSCRIPT_WAIT_S,
+    Overlap,
+    Verdict,
+    is_backchannel,
+)
 from engine.duplex import score, summarise
 
 
@@ -47,6 +54,15 @@ def test_no_transcript_after_a_short_overlap_resumes() -> None:
     o.on_user_stopped(10.4)
     assert o.on_tick(10.4 + TRANSCRIPT_WAIT_S - 0.01, user_speaking=False) is Verdict.WAIT
     assert o.on_tick(10.4 + TRANSCRIPT_WAIT_S + 0.01, user_speaking=False) is Verdict.RESUME
+
+
+def test_an_unconfirmed_onset_resumes_and_a_confirmed_one_waits() -> None:
+    click = Overlap(paused_t=10.0, confirmed=False)
+    assert click.on_tick(10.0 + ONSET_CONFIRM_S - 0.01, user_speaking=False) is Verdict.WAIT
+    assert click.on_tick(10.0 + ONSET_CONFIRM_S + 0.01, user_speaking=False) is Verdict.RESUME
+    voice = Overlap(paused_t=10.0, confirmed=False)
+    voice.confirmed = True  # the VAD's speech start came
+    assert voice.on_tick(10.0 + ONSET_CONFIRM_S + 0.01, user_speaking=True) is Verdict.WAIT
 
 
 def test_words_while_still_talking_stop_at_once() -> None:

@@ -11,13 +11,13 @@ import pytest
 
 from engine.clock import VirtualClock
 from engine.engine import Engine, ReplyBudget, TimelineEvent
-from engine.frames import TICK_S, ControlEvent, ControlKind, FocusChange, TypedText
+from engine.frames import TICK_S, ControlEvent, ControlKind, FocusChange, TranscriptDelta, TypedText
 from engine.model.session import ModelSession
 from engine.model.worker import ModelWorker
 from engine.speech import PacedTextSpeech
 from tests.fakes import FakeBackend
 
-Item = TypedText | FocusChange | ControlEvent
+Item = TypedText | FocusChange | ControlEvent | TranscriptDelta
 
 
 def run(
@@ -142,6 +142,71 @@ def test_a_typed_request_during_speech_is_answered_after_it() -> None:
     first_stop = lane(events, "speech", "stop")[0]
     assert len(starts) == 2
     assert starts[1]["t"] >= first_stop["t"]
+
+
+def test_a_bare_voice_onset_pauses_at_once_and_resumes_when_not_confirmed() -> None:
+    say = "Let me walk you through the whole parser step by step from the very top"
+    items = [
+        ControlEvent(1.0, ControlKind.FORCE_SAY, say),
+        ControlEvent(2.05, ControlKind.VOICE_ONSET),  # a click: the VAD never confirms it
+    ]
+    events, _ = run(items, 6.0)
+    stop = lane(events, "speech", "stop")[0]
+    assert stop == {"t": 2.05, "lane": "speech", "kind": "stop", "reason": "interrupted"}
+    starts = lane(events, "speech", "start")
+    assert len(starts) == 2 and starts[1].get("resume") is True
+    assert starts[1]["t"] == pytest.approx(2.4)  # the first tick after ONSET_CONFIRM_S
+    assert lane(events, "vad") == []
+
+
+def test_a_confirmed_onset_stops_from_the_onset_not_from_the_start() -> None:
+    say = "Let me walk you through the whole parser step by step from the very top"
+    items = [
+        ControlEvent(1.0, ControlKind.FORCE_SAY, say),
+        ControlEvent(2.05, ControlKind.VOICE_ONSET),
+        ControlEvent(2.15, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(3.6, ControlKind.USER_STOPPED_SPEAKING),
+    ]
+    events, _ = run(items, 5.0)
+    assert [e["t"] for e in lane(events, "speech", "stop")] == [2.05]
+    assert len(lane(events, "speech", "start")) == 1  # an interruption: no resume
+
+
+def spoken_turn(end: float, text: str) -> list[Item]:
+    """The user spoke from 0.5 s to ``end``; the final transcript came 0.2 s later."""
+    return [
+        ControlEvent(0.5, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(end, ControlKind.USER_STOPPED_SPEAKING),
+        TranscriptDelta(end + 0.2, text, final=True),
+    ]
+
+
+def test_the_answer_is_prepared_while_the_end_point_waits() -> None:
+    reply = " ".join(f"w{i}" for i in range(20))  # three ticks of preparation
+    events, _ = run(spoken_turn(1.5, "Run the tests."), 5.0, reply=reply, rules={})
+    # a finished sentence: answer after 0.6 s of silence, at the 2.2 tick, with the reply
+    # prepared since the transcript's tick (1.8) instead of from 2.2 on
+    decision = next(e for e in lane(events, "model") if e["decision"] == "speak")
+    assert decision["t"] == 2.2 and decision["reason"] == "turn_end"
+    assert lane(events, "speech", "start")[0]["t"] == 2.2
+
+
+def test_words_that_broke_off_wait_longer_than_a_finished_sentence() -> None:
+    finished, _ = run(spoken_turn(1.5, "Run the tests."), 5.0, rules={})
+    broke_off, _ = run(spoken_turn(1.5, "Run the tests and the..."), 5.0, rules={})
+    t_finished = lane(finished, "speech", "start")[0]["t"]
+    t_broke_off = lane(broke_off, "speech", "start")[0]["t"]
+    assert t_finished == 2.2 and t_broke_off == 3.0  # 0.6 s vs 1.4 s of silence
+
+
+def test_a_speculative_answer_is_dropped_when_the_user_goes_on() -> None:
+    items = [
+        *spoken_turn(1.5, "So I was thinking that the"),
+        ControlEvent(2.3, ControlKind.USER_STARTED_SPEAKING),
+    ]
+    events, fake = run(items, 4.0, rules={})
+    assert lane(events, "speech", "start") == []
+    assert any(a.startswith(" silent\n") for a in fake.appends)
 
 
 def test_a_reply_being_prepared_is_dropped_when_the_user_goes_on() -> None:

@@ -14,7 +14,7 @@ from engine.errors import ModelFileError
 from engine.features.asr import Recognizer
 from engine.features.vad import WINDOW_S, SileroVad, VadEvent, VadStream, segments
 from engine.frames import ControlKind
-from engine.hearing import hear
+from engine.hearing import Hearing, ModeledAsr, ThreadedAsr, asr_latency, hear
 from tests.conftest import EVALDATA
 
 SENTENCE = "Could you run the tests and tell me which one fails?"
@@ -36,6 +36,12 @@ def espeak(tmp_path: Path, text: str, name: str = "s.wav") -> np.ndarray:
     out = tmp_path / name
     subprocess.run([exe, "-s", "150", "-w", str(out), text], check=True)
     return audio.load_mono16k(out)
+
+
+def trim(x: np.ndarray) -> np.ndarray:
+    """Without the synthesiser's leading and trailing silence."""
+    loud = np.nonzero(np.abs(x) > 0.01)[0]
+    return x[loud[0] : loud[-1] + 1]
 
 
 def silence(seconds: float) -> np.ndarray:
@@ -96,22 +102,58 @@ def test_a_missing_asr_model_is_a_clear_error(tmp_path: Path) -> None:
 # --- the mic lane ----------------------------------------------------------------------------
 
 
-def test_hearing_gives_start_stop_and_a_final_transcript(
+def test_hearing_gives_onset_start_partials_stop_and_a_quick_final(
     vad: SileroVad, asr: Recognizer, tmp_path: Path
 ) -> None:
     speech = espeak(tmp_path, SENTENCE)
     x = np.concatenate([silence(0.5), speech, silence(1.5)])
     heard = hear(x, vad, asr)
     kinds = [h.control.kind if h.control else "transcript" for h in heard]
-    assert kinds[0] is ControlKind.USER_STARTED_SPEAKING
+    assert kinds[:2] == [ControlKind.VOICE_ONSET, ControlKind.USER_STARTED_SPEAKING]
+    assert heard[1].t - heard[0].t <= 0.15  # the onset comes first: barge-in pauses on it
     assert ControlKind.USER_STOPPED_SPEAKING in kinds and kinds[-1] == "transcript"
+    partials = [h.transcript for h in heard if h.transcript and not h.transcript.final]
+    assert partials, "a 3 s sentence gets partial transcripts while it is spoken"
     final = heard[-1].transcript
     assert final is not None and final.final and "tests" in final.text.lower()
     stop = next(
         h for h in heard if h.control and h.control.kind is ControlKind.USER_STOPPED_SPEAKING
     )
-    assert stop.t < final.t  # the transcript comes after the end of speech is known
+    assert stop.t <= final.t  # the transcript comes after the end of speech is known ...
+    # ... but recognition started before the end-point confirmed the silence (speculation)
+    assert final.t - stop.t < asr_latency(len(speech) / audio.RATE)
     assert [h.t for h in heard] == sorted(h.t for h in heard)
+
+
+def test_a_short_pause_drops_the_speculative_final_and_keeps_one_utterance(
+    vad: SileroVad, asr: Recognizer, tmp_path: Path
+) -> None:
+    a, b = (
+        trim(espeak(tmp_path, t, f"{k}.wav"))
+        for k, t in enumerate(("Open the parser", "and run the tests"))
+    )
+    # 0.2 s of quiet: long enough to start a speculative final, too short to end the turn
+    x = np.concatenate([silence(0.5), a, silence(0.2), b, silence(1.5)])
+    hearing = Hearing(vad, ModeledAsr(asr))
+    heard = [h for i in range(0, len(x), 3200) for h in hearing.push(x[i : i + 3200])]
+    heard += hearing.finish()
+    finals = [h.transcript.text.lower() for h in heard if h.transcript and h.transcript.final]
+    assert len(finals) == 1 and "open" in finals[0] and "test" in finals[0]
+    assert hearing.dropped_speculations >= 1
+
+
+def test_live_recognition_runs_on_its_own_thread_and_agrees_with_replay(
+    vad: SileroVad, asr: Recognizer, tmp_path: Path
+) -> None:
+    speech = espeak(tmp_path, SENTENCE)
+    x = np.concatenate([silence(0.5), speech, silence(1.0)])
+    live = Hearing(vad, asr)  # a Recognizer: the live, threaded runner
+    assert isinstance(live.runner, ThreadedAsr)
+    heard = [h for i in range(0, len(x), 320) for h in live.push(x[i : i + 320])]
+    heard += live.finish()
+    finals = [h.transcript.text for h in heard if h.transcript and h.transcript.final]
+    replayed = [h.transcript.text for h in hear(x, vad, asr) if h.transcript and h.transcript.final]
+    assert finals == replayed and finals
 
 
 # --- evaluation helpers ------------------------------------------------------------------------

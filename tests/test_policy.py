@@ -87,27 +87,51 @@ TABLE = [
     ),
     (
         "wait for the end-point",
-        PolicyInput(10.3, SPEAKY, user_turn_ended_at=10.0),
+        PolicyInput(10.3, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.9),
         K.SILENT,
         "endpointing",
     ),
     (
-        "answer after the end-point",
-        PolicyInput(10.6, SPEAKY, user_turn_ended_at=10.0),
+        "answer a finished sentence after the end-point",
+        PolicyInput(10.6, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.9),
+        K.SPEAK,
+        "turn_end",
+    ),
+    (
+        "a finished question needs no model agreement",
+        PolicyInput(10.55, SILENT, user_turn_ended_at=10.0, turn_complete=1.0),
         K.SPEAK,
         "turn_end",
     ),
     (
         "hand off after the end-point",
-        PolicyInput(10.6, HANDY, user_turn_ended_at=10.0),
+        PolicyInput(10.6, HANDY, user_turn_ended_at=10.0, turn_complete=0.9),
         K.HANDOFF,
         "turn_end",
     ),
     (
-        "model not convinced: keep waiting",
-        PolicyInput(10.6, SILENT, user_turn_ended_at=10.0),
+        "words that broke off wait although the model agrees",
+        PolicyInput(11.0, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.1),
         K.SILENT,
         "endpointing",
+    ),
+    (
+        "a sentence without end punctuation and an unconvinced model: keep waiting",
+        PolicyInput(10.6, SILENT, user_turn_ended_at=10.0, turn_complete=0.6),
+        K.SILENT,
+        "endpointing",
+    ),
+    (
+        "the same sentence once the model agrees",
+        PolicyInput(10.6, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.6),
+        K.SILENT,
+        "endpointing",
+    ),
+    (
+        "... and a little later",
+        PolicyInput(10.71, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.6),
+        K.SPEAK,
+        "turn_end",
     ),
     (
         "answer at the latest after max wait",
@@ -141,14 +165,15 @@ def test_policy_table(case: str, inp: PolicyInput, kind: K, reason: str) -> None
 @pytest.mark.parametrize(("eagerness", "answers_at"), [(0.0, 0.8), (0.5, 0.5), (1.0, 0.2)])
 def test_eagerness_moves_the_end_point(eagerness: float, answers_at: float) -> None:
     cfg = PolicyConfig(eagerness=eagerness)
-    before = PolicyInput(10 + answers_at - 0.1, prop(speak=0.6, silent=0.4), user_turn_ended_at=10)
-    after = PolicyInput(10 + answers_at + 0.01, prop(speak=0.6, silent=0.4), user_turn_ended_at=10)
+    speaky = prop(speak=0.6, silent=0.4)
+    before = PolicyInput(10 + answers_at - 0.1, speaky, user_turn_ended_at=10, turn_complete=1.0)
+    after = PolicyInput(10 + answers_at + 0.01, speaky, user_turn_ended_at=10, turn_complete=1.0)
     assert decide(before, cfg)[0] is K.SILENT
     assert decide(after, cfg)[0] is K.SPEAK
 
 
 def test_eager_users_need_less_model_confidence() -> None:
     shy, eager = PolicyConfig(eagerness=0.0), PolicyConfig(eagerness=1.0)
-    inp = PolicyInput(11.0, prop(speak=0.2, silent=0.8), user_turn_ended_at=10.0)
+    inp = PolicyInput(10.7, prop(speak=0.2, silent=0.8), user_turn_ended_at=10.0, turn_complete=0.8)
     assert decide(inp, shy)[0] is K.SILENT
     assert decide(inp, eager)[0] is K.SPEAK

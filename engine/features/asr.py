@@ -43,6 +43,15 @@ class Transcript:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognised word and where it lies in the audio (seconds)."""
+
+    text: str
+    start: float
+    end: float
+
+
 class Recognizer:
     """Whisper on 16 kHz mono float32 audio (not thread-safe: one owner thread)."""
 
@@ -81,3 +90,15 @@ class Recognizer:
         )
         text = " ".join(s.text.strip() for s in segments).strip()
         return Transcript(text=text, seconds=time.perf_counter() - t0)
+
+    def words(self, audio: np.ndarray) -> list[Word]:
+        """The words of ``audio`` with their times (slower: for building scenarios)."""
+        segments, _ = self._model.transcribe(
+            audio.astype(np.float32, copy=False),
+            language=self.language,
+            beam_size=self.beam_size,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            word_timestamps=True,
+        )
+        return [Word(w.word.strip(), w.start, w.end) for s in segments for w in s.words or []]

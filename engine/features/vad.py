@@ -97,6 +97,16 @@ class VadStream:
         self._quiet_since: float | None = None
         self._loud_since: float | None = None
 
+    @property
+    def rising(self) -> bool:
+        """Not speaking yet, but the last windows sounded like speech (a candidate start)."""
+        return not self.speaking and self._loud_since is not None
+
+    @property
+    def quiet_since(self) -> float | None:
+        """While speaking: when the current quiet stretch began (None when not quiet)."""
+        return self._quiet_since if self.speaking else None
+
     def push(self, t_end: float, prob: float) -> VadEvent | None:
         """Feed the score of the window ending at ``t_end``; returns a change, if any."""
         t_start = t_end - WINDOW_S
