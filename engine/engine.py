@@ -87,6 +87,8 @@ class EngineState:
     last_interjection_t: float | None = None
     last_backchannel_t: float | None = None
     turn_complete: float = 0.5
+    resumable_turn_end: float | None = None
+    """The turn end that voice activity cancelled; restored if that activity had no words."""
     speech: SpeechHandle | None = None
     proposal: Proposal = field(default_factory=Proposal)
     reply: DecisionKind | None = None
@@ -135,6 +137,10 @@ class Engine:
         elif ev.kind is ControlKind.USER_STARTED_SPEAKING:
             if not st.muted:  # a muted microphone hears nothing
                 st.user_speaking = True
+                ended = st.user_turn_ended_at
+                ended = st.speech_ended_at if ended is None else ended
+                if ended is not None:  # kept in case this is only a cough
+                    st.resumable_turn_end = ended
                 st.user_turn_ended_at = st.speech_ended_at = None  # a pause, not the end
                 self._emit(ev.t, "vad", "speech_start")
                 if st.overlap is not None:
@@ -178,6 +184,9 @@ class Engine:
             if isinstance(frame, TranscriptDelta):
                 if st.muted:
                     continue
+                if frame.final and not frame.text.strip():
+                    self._heard_no_words(t)
+                    continue
                 self._emit(frame.t, "asr", "final" if frame.final else "partial", text=frame.text)
                 if frame.final and st.overlap is not None:
                     verdict = st.overlap.on_transcript(frame.text)
@@ -185,7 +194,10 @@ class Engine:
                     if verdict is not Verdict.STOP:
                         self.assembler.add(frame)  # the model sees it; it is not a turn
                         continue
+                if frame.final and st.user_speaking:
+                    st.turn_complete = completeness(frame.text)  # of the turn a cough held up
                 if frame.final and not st.user_speaking:
+                    st.resumable_turn_end = None  # the user said more: a new turn end
                     # The turn ended when the voice did; the transcript only arrives later.
                     # (A transcript arriving while the user talks again ends nothing.)
                     ended = st.speech_ended_at
@@ -321,6 +333,14 @@ class Engine:
             await self.worker.call(lambda s: s.record(DecisionKind.SILENT))
 
     # --- speech --------------------------------------------------------------------------
+
+    def _heard_no_words(self, t: float) -> None:
+        """The voice activity had no words in it (a cough, a knock): it changes nothing."""
+        st = self.state
+        if st.overlap is not None:
+            self._settle_overlap(st.overlap.on_transcript(""), t)
+        elif not st.user_speaking and st.resumable_turn_end is not None:
+            st.user_turn_ended_at, st.resumable_turn_end = st.resumable_turn_end, None
 
     def _pause_for_user(self, t: float, *, confirmed: bool) -> None:
         """Barge-in: pause at once (flushing queued audio); decide later whether it was an

@@ -312,8 +312,8 @@ class Hearing:
         while self._finals and self._finals[0].text is not None:
             f = self._finals.pop(0)
             t = round(max(f.decided_t, f.ready_t or now), 3)
-            if f.text:
-                out.append(Heard(t, transcript=TranscriptDelta(t=t, text=f.text, final=True)))
+            # an empty final says "that voice activity had no words" (a cough): it matters
+            out.append(Heard(t, transcript=TranscriptDelta(t=t, text=f.text or "", final=True)))
         return out
 
     def _trim(self) -> None:

@@ -199,6 +199,19 @@ def test_words_that_broke_off_wait_longer_than_a_finished_sentence() -> None:
     assert t_finished == 2.2 and t_broke_off == 3.0  # 0.6 s vs 1.4 s of silence
 
 
+def test_a_cough_after_a_question_does_not_cancel_the_answer() -> None:
+    items = [
+        *spoken_turn(1.5, "Why does this test fail?"),
+        ControlEvent(1.8, ControlKind.USER_STARTED_SPEAKING),  # a cough
+        ControlEvent(2.0, ControlKind.USER_STOPPED_SPEAKING),
+        TranscriptDelta(2.3, "", final=True),  # no words in it
+    ]
+    events, _ = run(items, 4.0, rules={})
+    starts = lane(events, "speech", "start")
+    assert starts and starts[0]["t"] == 2.4  # answered once the cough had no words
+    assert all(e["text"] for e in lane(events, "asr"))  # the empty final is not shown
+
+
 def test_a_speculative_answer_is_dropped_when_the_user_goes_on() -> None:
     items = [
         *spoken_turn(1.5, "So I was thinking that the"),
