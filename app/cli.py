@@ -56,6 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(run)
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--mic", action="store_true", help="switch the microphone on for this session")
+    run.add_argument(
+        "--mic-device", metavar="NAME_OR_INDEX", help="microphone to use (see `tandem devices`)"
+    )
+    run.add_argument(
+        "--speaker-device", metavar="NAME_OR_INDEX", help="speaker to use (see `tandem devices`)"
+    )
+    run.add_argument(
+        "--levels", action="store_true", help="print the microphone level (at most 5 lines/s)"
+    )
+
+    devs = sub.add_parser("devices", help="list the microphones and speakers")
+    devs.add_argument("--json", action="store_true")
 
     rep = sub.add_parser("replay", help="replay a scenario folder on a virtual clock")
     rep.add_argument("scenario", type=Path)
@@ -71,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     sess.add_argument("--hours", type=float, default=2.0, help="simulated hours (default 2)")
     sess.add_argument("--reps", type=int, default=9, help="repetitions per context row")
     _model_args(sess)
+    tts = bsub.add_parser("tts", help="voices: load time, first audio, real-time factor")
+    tts.add_argument("--json", action="store_true")
+    tts.add_argument("--runs", type=int, default=3, help="runs per voice (medians)")
 
     perm = sub.add_parser("permissions", help="what the permission gate decides")
     psub = perm.add_subparsers(dest="permissions", required=True)
@@ -137,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "devices":
+            return _devices(args)
         if args.command == "replay":
             return _replay(args)
         if args.command == "permissions":
@@ -156,12 +173,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
-    from engine.live import run_live
+    from engine.live import AudioChoice, run_live
+
+    if not a.mic and (a.mic_device or a.speaker_device or a.levels):
+        print(
+            "tandem: error: --mic-device, --speaker-device and --levels need --mic", file=sys.stderr
+        )
+        return 2
 
     def out(line: str) -> None:
         print(line, flush=True)
 
-    asyncio.run(run_live(_model_config(a), out, sys.stdin, a.duration, listen=a.mic))
+    audio = AudioChoice(mic=a.mic_device, speaker=a.speaker_device, levels=a.levels)
+    asyncio.run(run_live(_model_config(a), out, sys.stdin, a.duration, listen=a.mic, audio=audio))
+    return 0
+
+
+def _devices(a: argparse.Namespace) -> int:
+    from engine.senses.sound import devices
+
+    found = devices()
+    if a.json:
+        default_in = next((d.index for d in found if d.default_input), None)
+        default_out = next((d.index for d in found if d.default_output), None)
+        listing = [d.to_json() for d in found]
+        print(
+            json.dumps(
+                {"devices": listing, "default_input": default_in, "default_output": default_out}
+            )
+        )
+        return 0
+    for kind in ("input", "output"):
+        rows = [d for d in found if d.channels(kind)]
+        print(f"{kind} devices:" + ("" if rows else " none"))
+        for d in rows:
+            mark = "*" if d.is_default(kind) else " "
+            what = f"{d.hostapi}, {d.channels(kind)} ch, {d.rate} Hz"
+            print(f"  {mark} {d.index:>3}  {d.name}  ({what})")
+    print("* default; choose with: tandem run --mic --mic-device NAME_OR_INDEX")
     return 0
 
 
@@ -171,11 +220,11 @@ def _replay(a: argparse.Namespace) -> int:
     from engine.model.load import make_session
     from engine.model.worker import ModelWorker
     from engine.replay import hear_scenario, load_scenario, replay, summary, write_timeline
-    from engine.voice import EspeakSynthesizer, VoicedSpeech
+    from engine.voice import VoicedSpeech, default_synthesizer
 
     scenario = load_scenario(a.scenario)
     heard = hear_scenario(scenario)
-    speech = VoicedSpeech(EspeakSynthesizer())
+    speech = VoicedSpeech(default_synthesizer(deterministic=True))  # replay is deterministic
     events: list[TimelineEvent] = []
     worker = ModelWorker()
     cfg = _model_config(a)
@@ -203,6 +252,8 @@ def _replay(a: argparse.Namespace) -> int:
 
 
 def _bench(a: argparse.Namespace) -> int:
+    if a.bench == "tts":
+        return _bench_tts(a)
     from engine.bench import bench_session
 
     def progress(msg: str) -> None:
@@ -223,6 +274,19 @@ def _bench(a: argparse.Namespace) -> int:
     print(f"flatness {result['flatness']}")
     for k, v in result["long_session"].items():
         print(f"  {k}: {v}")
+    return 0
+
+
+def _bench_tts(a: argparse.Namespace) -> int:
+    from engine.voice import bench_tts
+
+    result = bench_tts(runs=a.runs)
+    if a.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{'voice':<16} {'load ms':>8} {'first audio ms':>15} {'RTF':>7}  (median of {a.runs})")
+    for name, r in result["voices"].items():
+        print(f"{name:<16} {r['load_ms']:>8.0f} {r['first_audio_ms']:>15.0f} {r['rtf']:>7.3f}")
     return 0
 
 
@@ -292,7 +356,7 @@ def _eval_duplex(a: argparse.Namespace) -> int:
     from engine.model.load import make_session
     from engine.model.worker import ModelWorker
     from engine.replay import Ears, replay_events
-    from engine.voice import EspeakSynthesizer, VoicedSpeech
+    from engine.voice import VoicedSpeech, default_synthesizer
 
     if a.eval == "build-duplex":
         from engine.features.asr import Recognizer
@@ -301,6 +365,7 @@ def _eval_duplex(a: argparse.Namespace) -> int:
         print(f"wrote {len(made)} scenarios under {a.out}")
         return 0
     ears = Ears.load()
+    voice = default_synthesizer(deterministic=True)  # replay is deterministic
     worker = ModelWorker()
     cfg = _model_config(a)
     try:
@@ -308,8 +373,7 @@ def _eval_duplex(a: argparse.Namespace) -> int:
         result = duplex.eval_duplex(
             a.root,
             lambda root: [
-                e.to_json()
-                for e in replay_events(root, worker, ears, VoicedSpeech(EspeakSynthesizer()))
+                e.to_json() for e in replay_events(root, worker, ears, VoicedSpeech(voice))
             ],
         )
     finally:

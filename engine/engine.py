@@ -322,8 +322,10 @@ class Engine:
             if not done:
                 return
             st.reply_text = text
+            if not st.reply_committed and text:
+                self.speech.prepare(text, t)  # ready early: synthesise while the end-point waits
         if not st.reply_committed:
-            return  # ready early: it waits for the end-point
+            return
         text, st.reply, st.reply_text = st.reply_text, None, None
         if text:
             self._start_speech(text, t)

@@ -75,6 +75,10 @@ class SpeechOut(Protocol):
         """Start saying ``text`` at time ``t``."""
         ...
 
+    def prepare(self, text: str, t: float) -> None:
+        """``text`` will probably be said soon: synthesise its start ahead (speculation)."""
+        ...
+
 
 class PacedTextSpeech:
     """Speech without audio: words paced at ``WORDS_PER_S`` (until the voice lands)."""
@@ -82,6 +86,9 @@ class PacedTextSpeech:
     def __init__(self, words_per_s: float = WORDS_PER_S, lead_s: float = 0.0) -> None:
         self.words_per_s = words_per_s
         self.lead_s = lead_s
+
+    def prepare(self, text: str, t: float) -> None:
+        """Nothing to synthesise."""
 
     def say(self, text: str, t: float) -> SpeechHandle:
         """An utterance whose duration follows its word count."""

