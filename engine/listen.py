@@ -1,17 +1,26 @@
-"""The live hearing thread: microphone blocks in, control events and transcripts out.
+"""The live hearing thread: microphone blocks in, control events, transcripts and levels out.
 
 One thread owns the VAD and ASR models (they are not thread-safe and ASR blocks for a few
 hundred ms, which must never stall the engine's event loop). It drains the microphone's ring,
 resamples to 16 kHz, runs ``Hearing`` and hands results to the engine: control events to its
-inbox (handled at once), transcripts to its data channel. If the device vanishes it says so
-and reopens it every ``RETRY_S`` while the lease holds; a revoked lease stops the stream.
+inbox (handled at once), transcripts to its data channel, and (when asked) the microphone's
+level every ``LEVEL_S`` to a level channel: RMS and peak in dBFS and a clipping flag, never
+the audio itself.
+
+The thread also watches the device. A stream that stops (PortAudio ended it: the device
+vanished) or stops delivering blocks for ``WATCHDOG_S`` while it claims to run (a stalled
+device or sound server) is reported once as lost, closed, and reopened every ``RETRY_S``
+(the same device by name, or whatever the default is now) until it answers; then it says
+"listening" again. A revoked lease stops the stream and the thread.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import soxr
@@ -23,9 +32,60 @@ from engine.hearing import RATE, Hearing
 from engine.senses.sound import AudioDeviceError, Microphone, Speaker
 
 log = logging.getLogger(__name__)
-RETRY_S = 2.0
+RETRY_S = 1.0
+WATCHDOG_S = 1.0
+"""A running stream that delivers nothing for this long is lost."""
+START_GRACE_S = 3.0
+"""A fresh stream's first block may take up to ~2 s (PulseAudio): the watchdog waits longer."""
 REF_LEAD = 2
 POLL_S = 0.02
+LEVEL_S = 0.1
+CLIP = 0.99
+"""A sample at or above this magnitude (-0.09 dBFS) counts as clipping."""
+FLOOR_DBFS = -100.0
+
+
+@dataclass(frozen=True, slots=True)
+class MicLevel:
+    """The microphone's level over one window of ``LEVEL_S`` (no audio content)."""
+
+    t: float
+    rms_dbfs: float
+    peak_dbfs: float
+    clipping: bool
+
+
+def dbfs(amplitude: float) -> float:
+    """An amplitude (1.0 = full scale) in dBFS, never below ``FLOOR_DBFS``."""
+    return max(FLOOR_DBFS, 20 * math.log10(amplitude)) if amplitude > 0 else FLOOR_DBFS
+
+
+class LevelWindow:
+    """Sums blocks at the device rate into one ``MicLevel`` per ``LEVEL_S``."""
+
+    def __init__(self, rate: int) -> None:
+        self.size = max(1, int(rate * LEVEL_S))
+        self._n = 0
+        self._energy = 0.0
+        self._peak = 0.0
+
+    def add(self, samples: np.ndarray, t: float) -> MicLevel | None:
+        """Add one block; returns a level when a window is complete."""
+        if len(samples):
+            x = samples.astype(np.float64)
+            self._energy += float(np.dot(x, x))
+            self._peak = max(self._peak, float(np.abs(x).max()))
+            self._n += len(x)
+        if self._n < self.size:
+            return None
+        level = MicLevel(
+            t=t,
+            rms_dbfs=round(dbfs(math.sqrt(self._energy / self._n)), 1),
+            peak_dbfs=round(dbfs(self._peak), 1),
+            clipping=self._peak >= CLIP,
+        )
+        self._n, self._energy, self._peak = 0, 0.0, 0.0
+        return level
 
 
 class Listener:
@@ -41,13 +101,15 @@ class Listener:
         data: Channel[DataFrame],
         report: Callable[[str], None],
         speaker: Speaker | None = None,
+        levels: Channel[MicLevel] | None = None,
     ) -> None:
         self.mic, self.hearing, self.clock, self.speaker = mic, hearing, clock, speaker
-        self.inbox, self.data, self.report = inbox, data, report
+        self.inbox, self.data, self.report, self.levels = inbox, data, report, levels
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tandem-hearing", daemon=True)
         self.blocks = 0
         self.gaps = 0
+        self.losses = 0
 
     def start(self) -> None:
         """Open the microphone and start hearing."""
@@ -58,30 +120,57 @@ class Listener:
         self._stop.set()
         self._thread.join(timeout=5)
         self.mic.stop()
+        self.hearing.close()  # lets the recogniser finish the job in hand, then stops it
         log.info("hearing: %d blocks, %d overflow gaps", self.blocks, self.gaps)
 
     def _run(self) -> None:
         resampler: soxr.ResampleStream | None = None
         ref_resampler: soxr.ResampleStream | None = None
+        window: LevelWindow | None = None
         ref_blocks = 0
         last_seq = 0
+        listening = False
+        quiet = False  # the outage was reported: retries say nothing until it is back
+        seen, seen_at, fresh = 0, 0.0, True  # the watchdog: blocks delivered, when, first yet
         while not self._stop.is_set():
             if not self.mic.lease.active:
                 self.mic.stop()
                 self.report(f"microphone: stopped ({self.mic.lease.revoked_reason})")
                 return
-            if not self.mic.alive:
+            if listening:
+                now = self.clock.now()
+                if self.mic.delivered != seen:
+                    seen, seen_at, fresh = self.mic.delivered, now, False
+                silent = now - seen_at
+                lost = None
+                if not self.mic.alive:
+                    lost = "the device stopped"
+                elif silent > (START_GRACE_S if fresh else WATCHDOG_S):
+                    lost = f"no audio for {silent:.1f} s"
+                if lost is not None:
+                    listening, quiet = False, True
+                    self.losses += 1
+                    self.report(f"microphone: lost ({lost}); retrying")
+                    self.mic.stop()  # on a stalled device this gives up after CLOSE_TIMEOUT_S
+                    continue
+            else:
                 try:
                     self.mic.start()
-                    resampler = soxr.ResampleStream(self.mic.rate, RATE, 1, dtype="float32")
-                    if self.speaker is not None:
-                        self.speaker.played.clear()  # pair reference and mic from now on
-                    ref_blocks, self.blocks = 0, 0
-                    self.report(f"microphone: listening ({self.mic.rate} Hz)")
                 except AudioDeviceError as e:
-                    self.report(f"microphone: {e}; retrying in {RETRY_S:.0f} s")
+                    if not quiet:
+                        self.report(f"microphone: {e}; retrying every {RETRY_S:.0f} s")
+                        quiet = True
+                    log.debug("microphone: still unavailable (%s)", e)
                     self._stop.wait(RETRY_S)
                     continue
+                listening, quiet = True, False
+                seen, seen_at, fresh = self.mic.delivered, self.clock.now(), True
+                resampler = soxr.ResampleStream(self.mic.rate, RATE, 1, dtype="float32")
+                window = LevelWindow(self.mic.rate) if self.levels is not None else None
+                if self.speaker is not None:
+                    self.speaker.played.clear()  # pair reference and mic from now on
+                ref_blocks, self.blocks, last_seq = 0, 0, 0
+                self.report(f"microphone: listening ({self.mic.name}, {self.mic.rate} Hz)")
             if not self.mic.ring:
                 self._stop.wait(POLL_S)
                 continue
@@ -105,6 +194,10 @@ class Listener:
                 self.gaps += 1  # the ring overflowed: hearing fell behind
             last_seq = block.seq
             self.blocks += 1
+            if window is not None and self.levels is not None:
+                level = window.add(block.samples, self.clock.now())
+                if level is not None:
+                    self.levels.put(level)
             assert resampler is not None
             samples = resampler.resample_chunk(block.samples)
             for heard in self.hearing.push(np.asarray(samples, dtype=np.float32)):
@@ -112,4 +205,5 @@ class Listener:
                 if heard.control is not None:
                     self.inbox.put(ControlEvent(now, heard.control.kind))
                 elif heard.transcript is not None:
-                    self.data.put(TranscriptDelta(now, heard.transcript.text, final=True))
+                    tr = heard.transcript
+                    self.data.put(TranscriptDelta(now, tr.text, final=tr.final))

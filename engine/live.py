@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TextIO
 
-from engine.channels import ControlInbox
+from engine.channels import Channel, ControlInbox, Overflow
 from engine.clock import RealClock
 from engine.engine import LIVE_BUDGET, Engine, TimelineEvent
 from engine.features.asr import Recognizer
@@ -24,19 +24,35 @@ from engine.features.echo import EchoGate
 from engine.features.vad import SileroVad
 from engine.frames import TICK_S, ControlEvent, ControlKind, TypedText
 from engine.hearing import Hearing
-from engine.listen import Listener
+from engine.listen import Listener, MicLevel
 from engine.model.load import ModelConfig, make_session
 from engine.model.worker import ModelWorker
 from engine.senses import screen, sound
 from engine.senses.sound import AudioDeviceError, Microphone, Speaker
 from engine.speech import PacedTextSpeech, SpeechOut
-from engine.voice import EspeakSynthesizer, PlayedSpeech
+from engine.voice import PlayedSpeech, default_synthesizer
 from permissions import settings
 from permissions.audit import AUDIT_FILE, AuditLog
 from permissions.gate import Gate
 from permissions.model import AppContext, Decision, Rule, Scope, Sense
 
 QUIT = "/quit"
+METER_S = 0.2
+"""The level meter prints at most one line per this many seconds (5 a second)."""
+METER_RANGE_DB = 60.0
+METER_WIDTH = 20
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChoice:
+    """The user's sound settings for a live session (``tandem run --mic ...``)."""
+
+    mic: str | None = None
+    """Microphone: an index or part of a name (``tandem devices``); None follows the default."""
+    speaker: str | None = None
+    """Speaker, chosen the same way."""
+    levels: bool = False
+    """Print a level-meter line (RMS, peak, clipping) at most every ``METER_S``."""
 
 
 def describe(ev: TimelineEvent) -> str | None:
@@ -64,14 +80,26 @@ async def run_live(
     out: Callable[[str], None],
     stdin: TextIO,
     duration: float | None = None,
+    *,
     listen: bool = False,
+    audio: AudioChoice | None = None,
 ) -> dict[str, int]:
     """Run until ``/quit``, end of input, or ``duration`` seconds; returns tick counters.
 
     ``listen`` is the user's own switch (``tandem run --mic``): it turns the microphone on for
-    this session through the gate, which still refuses it while muted or killed.
+    this session through the gate, which still refuses it while muted or killed. ``audio``
+    picks the devices and the level meter.
+
+    Raises:
+        AudioDeviceError: a device the user chose by name or index is not there (before
+            anything is loaded; the message lists the devices there are).
     """
-    mic, scr = sound.probe(), screen.probe()
+    audio = audio or AudioChoice()
+    mic, scr = sound.probe(audio.mic), screen.probe()
+    if listen and audio.mic is not None and not mic.available:
+        raise AudioDeviceError(mic.detail)
+    if listen and audio.speaker is not None:
+        sound.resolve(audio.speaker, "output")
     out(f"microphone: {mic.detail}" + ("" if mic.available else " - listening is off"))
     out(f"screen:     {scr.detail}" + ("" if scr.available else " - watching is off"))
     if mic.available and not listen:
@@ -93,15 +121,27 @@ async def run_live(
         out(f"settings:   {loaded.problem}")
     audit = AuditLog(settings.data_dir() / AUDIT_FILE)
     gate = Gate.from_settings(loaded, audit=audit)
-    speaker = _open_speaker(out) if listen else None
-    speech: SpeechOut = PlayedSpeech(EspeakSynthesizer(), speaker) if speaker else PacedTextSpeech()
+    speaker = _open_speaker(out, audio.speaker) if listen else None
+    speech: SpeechOut = (
+        PlayedSpeech(default_synthesizer(), speaker) if speaker else PacedTextSpeech()
+    )
     engine = Engine(worker, speech, _printer(out), budget=LIVE_BUDGET, gate=gate)
     clock = RealClock()
     inbox: ControlInbox[ControlEvent] = ControlInbox()
     wake = asyncio.Event()
     inbox.notify = lambda: loop.call_soon_threadsafe(wake.set)
     stopped = threading.Event()
-    listener = _start_listener(gate, clock, inbox, engine, out, speaker=speaker) if listen else None
+    levels: Channel[MicLevel] | None = None
+    if listen and audio.levels:
+        levels = Channel("mic-levels", 10, Overflow.DROP_OLDEST)
+    meter = LevelMeter(levels) if levels is not None else None
+    listener = (
+        _start_listener(
+            gate, clock, inbox, engine, out, speaker=speaker, device=audio.mic, levels=levels
+        )
+        if listen
+        else None
+    )
 
     def read_stdin() -> None:
         for raw in stdin:
@@ -143,6 +183,9 @@ async def run_live(
                 due = k * TICK_S
             await engine.tick(due)
             counters["ticks"] += 1
+            line = meter.poll(due) if meter is not None else None
+            if line is not None:
+                out(line)
             k += 1
     finally:
         stopped.set()
@@ -165,14 +208,15 @@ async def _handle_controls(engine: Engine, inbox: ControlInbox[ControlEvent]) ->
     return shutdown
 
 
-def _open_speaker(out: Callable[[str], None]) -> Speaker | None:
-    speaker = Speaker()
+def _open_speaker(out: Callable[[str], None], device: str | None) -> Speaker | None:
+    speaker = Speaker(device)
     try:
         speaker.start()
     except AudioDeviceError as e:
         out(f"speaker:    {e} - replies are printed only")
         return None
-    out(f"speaker:    playing replies ({speaker.rate} Hz), echo gate on")
+    name = speaker.chosen.name if speaker.chosen else "?"
+    out(f"speaker:    playing replies ({name}, {speaker.rate} Hz), echo gate on")
     return speaker
 
 
@@ -184,6 +228,8 @@ def _start_listener(
     out: Callable[[str], None],
     *,
     speaker: Speaker | None,
+    device: str | None,
+    levels: Channel[MicLevel] | None,
 ) -> Listener | None:
     gate.add_rule(Rule("cli:--mic", Decision.ALLOW, sense=Sense.MICROPHONE, scope=Scope.SESSION))
     lease = gate.open_sense(Sense.MICROPHONE, AppContext("tandem", "terminal"))
@@ -194,16 +240,53 @@ def _start_listener(
     echo = EchoGate() if speaker is not None else None
     hearing = Hearing(SileroVad(), Recognizer(threads=1), echo=echo)
     listener = Listener(
-        Microphone(lease),
+        Microphone(lease, device),
         hearing,
         clock,
         inbox=inbox,
         data=engine.data,
         report=out,
         speaker=speaker,
+        levels=levels,
     )
     listener.start()
     return listener
+
+
+class LevelMeter:
+    """Turns the Listener's level windows into a compact terminal line, at most every METER_S.
+
+    Everything queued since the last line is summed up (loudest RMS, highest peak, any
+    clipping), so a clip between two lines is still shown. Levels only, never audio.
+    """
+
+    def __init__(self, levels: Channel[MicLevel], period: float = METER_S) -> None:
+        self.levels, self.period = levels, period
+        self._last = float("-inf")
+
+    def poll(self, t: float) -> str | None:
+        """The meter line for time ``t``, or None (too soon, or nothing new)."""
+        if t - self._last < self.period - 1e-9:
+            return None
+        got = self.levels.drain()
+        if not got:
+            return None
+        self._last = t
+        return meter_line(
+            t,
+            max(x.rms_dbfs for x in got),
+            max(x.peak_dbfs for x in got),
+            any(x.clipping for x in got),
+        )
+
+
+def meter_line(t: float, rms_dbfs: float, peak_dbfs: float, clipping: bool) -> str:
+    """One compact meter line: RMS and peak in dBFS, a bar over the top 60 dB, CLIP."""
+    filled = round((rms_dbfs + METER_RANGE_DB) / METER_RANGE_DB * METER_WIDTH)
+    filled = min(METER_WIDTH, max(0, filled))
+    bar = "#" * filled + "." * (METER_WIDTH - filled)
+    clip = "  CLIP" if clipping else ""
+    return f"{t:7.1f}  level   {rms_dbfs:6.1f} dBFS  peak {peak_dbfs:6.1f}  |{bar}|{clip}"
 
 
 def _printer(out: Callable[[str], None]) -> Callable[[TimelineEvent], None]:
