@@ -47,6 +47,13 @@ SPECULATE_AFTER_S = 0.15
 audio goes up to that moment: a faint last word ("...selfish is") that the VAD already
 scored as quiet is still heard."""
 PARTIAL_EVERY_S = 1.0
+ONSET_ECHO_MAX = 0.5
+"""While the assistant's voice may come back (open speakers), an onset needs windows the
+reference clearly does not explain (correlation under this, where the echo gate stops at
+0.75) ..."""
+ONSET_WINDOWS_WITH_ECHO = 2
+"""... and two of them in a row: pausing the assistant for its own echo is the one thing
+barge-in must never do. With nothing playing, one voiced window is an onset."""
 SILENCE_FLOOR = 1e-3
 """Peak amplitude (-60 dBFS) under which a window is silence, whatever the VAD's memory says."""
 PAD_S = 0.1
@@ -202,6 +209,8 @@ class Hearing:
         self._next_partial = 0.0
         self.level = 0.0  # RMS of the last block, for a level meter
         self.dropped_speculations = 0
+        self._clear_run = 0  # voiced windows in a row that are clearly not echo
+        self._onset_sent = False
 
     def push(self, samples: np.ndarray) -> list[Heard]:
         """Feed 16 kHz mono samples; returns what was heard (time = position in the stream)."""
@@ -240,17 +249,24 @@ class Hearing:
         prob = self.vad.score(window)
         if prob >= self.stream.off_threshold and float(np.abs(window).max()) < SILENCE_FLOOR:
             prob = 0.0  # Silero's memory keeps scoring high over digital silence: not speech
-        if (
-            self.echo is not None
-            and prob >= self.stream.off_threshold
-            and self.echo.is_echo(window)
-        ):
-            prob = 0.0  # the assistant's own voice coming back: not the user
-        was_rising, was_speaking = self.stream.rising, self.stream.speaking
+        echo = self.echo
+        corr = 0.0
+        if echo is not None and prob >= self.stream.off_threshold:
+            corr = echo.correlation(window)
+            if corr >= echo.threshold:
+                prob = 0.0  # the assistant's own voice coming back: not the user
+                echo.echo_windows += 1
+        was_speaking = self.stream.speaking
         ev = self.stream.push(t_end, prob)
         out: list[Heard] = []
-        if not was_rising and not was_speaking and (self.stream.rising or self.stream.speaking):
+        clear = prob >= self.stream.threshold and corr < ONSET_ECHO_MAX
+        self._clear_run = self._clear_run + 1 if clear else 0
+        need = ONSET_WINDOWS_WITH_ECHO if echo is not None and echo.active else 1
+        if not was_speaking and not self._onset_sent and self._clear_run >= need:
+            self._onset_sent = True
             out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.VOICE_ONSET)))
+        if not self.stream.rising and not self.stream.speaking:
+            self._onset_sent = False  # the candidate died, or the utterance ended
         if ev is not None and ev.speech:
             self._start, self._partials = ev.t, set()
             self._next_partial = ev.t + PARTIAL_EVERY_S

@@ -48,6 +48,11 @@ class EchoGate:
         c = num / np.maximum(seg * w_norm, 1e-9)
         return float(c.max())
 
+    @property
+    def active(self) -> bool:
+        """Something was played within ``max_delay_s``: the microphone may hear it."""
+        return float(np.abs(self._ref).max()) >= 1e-4
+
     def is_echo(self, window: np.ndarray) -> bool:
         """True when the reference explains the window."""
         echo = self.correlation(window) >= self.threshold
