@@ -8,6 +8,7 @@ child process so PortAudio starts up against the private server.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from engine import audio
+from engine.features.asr import Recognizer
 
 HERE = Path(__file__).parent / "devices"
 SENTENCE = "Could you run the tests and tell me which one fails?"
@@ -111,6 +115,10 @@ def test_tandem_run_listens_answers_and_says_so(
     }
     env.pop("DISPLAY", None)
     player = play_later(env, speech_wav, 7.0)
+    heard_back = tmp_path / "speaker.wav"  # what the virtual speaker played
+    recorder = subprocess.Popen(
+        ["parecord", "--device=speaker.monitor", "--file-format=wav", str(heard_back)], env=env
+    )
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "app", "run", "--mic", "--duration", "16"],
@@ -122,6 +130,8 @@ def test_tandem_run_listens_answers_and_says_so(
         check=False,
     )
     player.wait(timeout=30)
+    recorder.terminate()
+    recorder.wait(timeout=10)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "microphone: listening" in out, out
@@ -130,6 +140,13 @@ def test_tandem_run_listens_answers_and_says_so(
     assert finals and "run the test" in finals[0].lower(), out
     assert "decide  " in out.split(finals[0])[1]  # and it answered after hearing it
     assert time.monotonic() - started < 120
+    # The answer was spoken: the speaker's own audio, transcribed, says the printed reply.
+    said = [line.split("tandem  ", 1)[1] for line in out.splitlines() if "  tandem  " in line]
+    assert said, out
+    transcript = Recognizer(threads=2).transcribe(audio.load_mono16k(heard_back)).text
+    reply_words = set(re.findall(r"[a-z']+", said[0].lower()))
+    heard_words = set(re.findall(r"[a-z']+", transcript.lower()))
+    assert len(reply_words & heard_words) >= 0.5 * len(reply_words), (said[0], transcript)
 
 
 ECHO_PROBE = HERE / "echo_probe.py"
