@@ -150,7 +150,7 @@ class Engine:
         elif ev.kind is ControlKind.USER_STOPPED_SPEAKING:
             if st.user_speaking:
                 st.user_speaking = False
-                st.speech_ended_at = ev.t
+                st.speech_ended_at = ev.t if ev.voice_t is None else min(ev.t, ev.voice_t)
                 self._emit(ev.t, "vad", "speech_end")
                 if st.overlap is not None:
                     self._settle_overlap(st.overlap.on_user_stopped(ev.t), ev.t)

@@ -92,6 +92,9 @@ class ControlEvent:
     t: float
     kind: ControlKind
     text: str = ""
+    voice_t: float | None = None
+    """``USER_STOPPED_SPEAKING``: when the voice really stopped (the VAD knows it only after
+    some quiet, at ``t``); the user's silence is counted from here."""
 
 
 # --- the micro-turn and its answer ---------------------------------------------------------

@@ -272,7 +272,8 @@ class Hearing:
             self._next_partial = ev.t + PARTIAL_EVERY_S
             out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STARTED_SPEAKING)))
         elif ev is not None:
-            out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STOPPED_SPEAKING)))
+            stopped = ControlEvent(t_end, ControlKind.USER_STOPPED_SPEAKING, voice_t=ev.t)
+            out.append(Heard(t_end, control=stopped))
             self._end_utterance(ev.t, t_end)
         elif self._start is not None:
             self._while_speaking(t_end)

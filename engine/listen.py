@@ -203,7 +203,9 @@ class Listener:
             for heard in self.hearing.push(np.asarray(samples, dtype=np.float32)):
                 now = self.clock.now()
                 if heard.control is not None:
-                    self.inbox.put(ControlEvent(now, heard.control.kind))
+                    c = heard.control  # stream times -> the clock's (voice_t lies before t)
+                    voice_t = None if c.voice_t is None else now - (c.t - c.voice_t)
+                    self.inbox.put(ControlEvent(now, c.kind, voice_t=voice_t))
                 elif heard.transcript is not None:
                     tr = heard.transcript
                     self.data.put(TranscriptDelta(now, tr.text, final=tr.final))

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +37,7 @@ from engine.errors import EngineError
 from engine.model.registry import package_path
 from engine.processes import Child
 from engine.senses.sound import Speaker
-from engine.speech import SpeechHandle
+from engine.speech import WORDS_PER_S, SpeechHandle
 
 log = logging.getLogger(__name__)
 
@@ -238,19 +239,20 @@ def _bench_voice(
 
 
 class PlayedSpeech:
-    """Utterances played on the speaker, streamed sentence by sentence.
+    """Utterances played on the speaker, streamed sentence by sentence on the voice thread.
 
-    The first sentence is synthesised before ``say`` returns (first audio = one sentence's
-    synthesis, not the whole reply's); the rest on the voice thread while it plays, each
-    sentence lengthening the handle. Barge-in flushes what is queued and cancels what is not
-    synthesised yet.
+    ``say`` returns at once (synthesis never stalls the engine's tick) with a handle whose
+    times are estimates; the voice thread synthesises the first sentence (or takes the one
+    ``prepare`` made while the end-point waited), plays it, sets the handle's real start, and
+    lengthens the handle with each further sentence. Barge-in flushes what is queued and
+    cancels what is not synthesised yet.
     """
 
     def __init__(self, synth: Synthesizer, speaker: Speaker) -> None:
         self.synth, self.speaker = synth, speaker
         self._generation = 0  # bumped by every new utterance and every interruption
         self._prepared: tuple[str, threading.Thread, list[np.ndarray]] | None = None
-        self._jobs: queue.Queue[tuple[int, list[str], SpeechHandle] | None] = queue.Queue()
+        self._jobs: queue.Queue[_Utterance | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tandem-voice", daemon=True)
         self._thread.start()
 
@@ -263,17 +265,15 @@ class PlayedSpeech:
         self._prepared = (first, worker, out)
 
     def say(self, text: str, t: float) -> SpeechHandle:
-        """Play ``text``: its first sentence at once, the rest as it is synthesised."""
+        """Queue ``text``; the handle's times are corrected once its audio plays."""
         self._cancel()
-        first, *rest = sentences(text) or [""]
-        started = time.perf_counter()
-        seconds = self.speaker.play(self._resampled(self._first_audio(first)))
-        start = t + time.perf_counter() - started  # its first sample reaches the speaker now
+        parts = sentences(text) or [""]
+        start = t + self.synth.synthesis_s(len(parts[0].split()) / WORDS_PER_S)
+        spoken = len(text.split()) / WORDS_PER_S
         handle = SpeechHandle(
-            text=text, start_t=start, end_t=start + seconds, on_interrupt=self._cancel
+            text=text, start_t=start, end_t=start + spoken, on_interrupt=self._cancel
         )
-        if rest:
-            self._jobs.put((self._generation, rest, handle))
+        self._jobs.put(_Utterance(self._generation, parts, handle, t, time.perf_counter()))
         return handle
 
     def close(self) -> None:
@@ -290,21 +290,34 @@ class PlayedSpeech:
                 return prepared[2][0]
         return self.synth.synthesize(first) if first else np.zeros(0, np.float32)
 
-    def _resampled(self, samples: np.ndarray) -> np.ndarray:
-        return audio.resample(samples, audio.RATE, self.speaker.rate)
-
     def _cancel(self) -> None:
         self._generation += 1
         self.speaker.flush()
 
     def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            generation, rest, handle = job
-            for sentence in rest:
-                samples = self.synth.synthesize(sentence)
-                if generation != self._generation or handle.done:
+        while (u := self._jobs.get()) is not None:
+            handle = u.handle
+            for i, sentence in enumerate(u.parts):
+                samples = self._first_audio(sentence) if i == 0 else self.synth.synthesize(sentence)
+                if u.generation != self._generation or handle.done:
                     break  # interrupted, or a newer utterance took over
-                handle.end_t += self.speaker.play(self._resampled(samples))
+                seconds = self.speaker.play(audio.resample(samples, audio.RATE, self.speaker.rate))
+                if i == 0:  # its first sample reaches the speaker now (on the engine's clock)
+                    handle.start_t = u.t + time.perf_counter() - u.queued
+                    handle.end_t = handle.start_t + seconds
+                else:
+                    handle.end_t += seconds
+
+
+@dataclass(frozen=True, slots=True)
+class _Utterance:
+    """What the voice thread plays: the sentences, the handle, and when ``say`` was called."""
+
+    generation: int
+    parts: list[str]
+    handle: SpeechHandle
+    t: float
+    queued: float
 
 
 class VoicedSpeech:

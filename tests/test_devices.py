@@ -7,9 +7,7 @@ child process so PortAudio starts up against the private server.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,35 +18,22 @@ import pytest
 
 from engine import audio
 from engine.features.asr import Recognizer
+from tests.vaudio import DEVICES, needs_pulseaudio, private_pulseaudio, spoken
 
-HERE = Path(__file__).parent / "devices"
-SENTENCE = "Could you run the tests and tell me which one fails?"
+HERE = DEVICES
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("pulseaudio") is None or shutil.which("paplay") is None,
-    reason="PulseAudio is not installed (make installs it when run as root)",
-)
+pytestmark = needs_pulseaudio
 
 
 @pytest.fixture(scope="module")
 def audio_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    folder = tmp_path_factory.mktemp("vaudio")
-    up = subprocess.run(
-        ["bash", str(HERE / "audio-up.sh"), str(folder)], capture_output=True, text=True, check=True
-    )
-    env = dict(os.environ)
-    for word in up.stdout.split()[1:]:
-        key, _, value = word.partition("=")
-        env[key] = value
-    yield env
-    subprocess.run(["bash", str(HERE / "audio-down.sh"), str(folder)], check=False)
+    with private_pulseaudio(tmp_path_factory.mktemp("vaudio")) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("speech") / "say.wav"
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(out), SENTENCE], check=True)
-    return out
+    return spoken(tmp_path_factory.mktemp("speech") / "say.wav")
 
 
 def play_later(env: dict[str, str], wav: Path, delay_s: float) -> subprocess.Popen[bytes]:

@@ -14,7 +14,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,45 +26,32 @@ import numpy as np
 import pytest
 import soundfile
 
-HERE = Path(__file__).parent / "devices"
+from tests.vaudio import DEVICES, needs_pulseaudio, private_pulseaudio, spoken
+
+HERE = DEVICES
 REPO = HERE.parents[1]
-SENTENCE = "Could you run the tests and tell me which one fails?"
 TANDEM_RUN = [sys.executable, "-m", "app", "run", "--mic"]
 VIRTMIC = (
     "module-remap-source master=micfeed.monitor source_name=virtmic "
     "source_properties=device.description=VirtualMic"
 )
 
-pytestmark = [
-    pytest.mark.skipif(
-        shutil.which("pulseaudio") is None or shutil.which("paplay") is None,
-        reason="PulseAudio is not installed (make installs it when run as root)",
-    ),
-    pytest.mark.slow,
-]
+pytestmark = [needs_pulseaudio, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def audio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Path]]:
     """A private PulseAudio of this module's own (its tests unplug and freeze it)."""
     folder = tmp_path_factory.mktemp("vaudio")
-    up = subprocess.run(
-        ["bash", str(HERE / "audio-up.sh"), str(folder)], capture_output=True, text=True, check=True
-    )
-    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    for word in up.stdout.split()[1:]:
-        key, _, value = word.partition("=")
-        env[key] = value
-    env["PYTHONPATH"] = str(REPO)
-    yield env, folder
-    subprocess.run(["bash", str(HERE / "audio-down.sh"), str(folder)], check=False)
+    with private_pulseaudio(folder) as env:
+        env.pop("DISPLAY", None)
+        env["PYTHONPATH"] = str(REPO)
+        yield env, folder
 
 
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("speech") / "say.wav"
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(out), SENTENCE], check=True)
-    return out
+    return spoken(tmp_path_factory.mktemp("speech") / "say.wav")
 
 
 def pactl(env: dict[str, str], *args: str) -> str:

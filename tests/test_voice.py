@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -409,24 +409,46 @@ class _SlowSynth:
             self.go.wait(5)
         return np.full(8000, 0.1, dtype=np.float32)
 
+    def synthesis_s(self, seconds_of_audio: float) -> float:
+        return 0.05
 
-def test_played_speech_starts_after_the_first_sentence_and_streams_the_rest() -> None:
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return condition()
+
+
+def test_played_speech_plays_the_first_sentence_and_streams_the_rest() -> None:
     synth, speaker = _SlowSynth(), _Speaker()
     voice = PlayedSpeech(synth, speaker)  # type: ignore[arg-type]
-    handle = voice.say("One. Two. Three.", 10.0)
-    assert handle.end_t - handle.start_t == pytest.approx(0.5)  # only the first sentence
+    handle = voice.say("One. Two. Three.", 10.0)  # returns at once: the voice thread works
+    assert wait_for(lambda: len(speaker.queued) == 1)
+    assert handle.start_t >= 10.0
+    assert handle.end_t - handle.start_t == pytest.approx(0.5)  # the first sentence, playing
     synth.go.set()
-    deadline = time.monotonic() + 5
-    while handle.end_t - handle.start_t < 1.49 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert handle.end_t - handle.start_t == pytest.approx(1.5) and len(speaker.queued) == 3
+    assert wait_for(lambda: len(speaker.queued) == 3)
+    assert wait_for(lambda: handle.end_t - handle.start_t == pytest.approx(1.5))
+    voice.close()
 
 
 def test_interrupting_played_speech_cancels_what_is_not_synthesised() -> None:
     synth, speaker = _SlowSynth(), _Speaker()
     voice = PlayedSpeech(synth, speaker)  # type: ignore[arg-type]
     handle = voice.say("One. Two. Three.", 10.0)
-    handle.interrupt(10.2)
+    assert wait_for(lambda: len(speaker.queued) == 1)
+    handle.interrupt(handle.start_t + 0.2)
     synth.go.set()
     voice.close()
-    assert speaker.queued == [] and handle.end_t - handle.start_t == pytest.approx(0.5)
+    assert speaker.queued == [] and handle.stop_reason == "interrupted"
+
+
+def test_a_prepared_first_sentence_is_not_synthesised_again() -> None:
+    synth, speaker = _SlowSynth(), _Speaker()
+    voice = PlayedSpeech(synth, speaker)  # type: ignore[arg-type]
+    voice.prepare("One.", 9.0)
+    voice.say("One.", 10.0)
+    assert wait_for(lambda: len(speaker.queued) == 1)
+    voice.close()
+    assert synth.calls == 1

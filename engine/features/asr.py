@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,25 +81,22 @@ class Recognizer:
     def transcribe(self, audio: np.ndarray) -> Transcript:
         """The text of one utterance."""
         t0 = time.perf_counter()
-        segments, _ = self._model.transcribe(
-            audio.astype(np.float32, copy=False),
-            language=self.language,
-            beam_size=self.beam_size,
-            vad_filter=False,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-        )
+        segments = self._segments(audio, without_timestamps=True)
         text = " ".join(s.text.strip() for s in segments).strip()
         return Transcript(text=text, seconds=time.perf_counter() - t0)
 
     def words(self, audio: np.ndarray) -> list[Word]:
         """The words of ``audio`` with their times (slower: for building scenarios)."""
+        segments = self._segments(audio, word_timestamps=True)
+        return [Word(w.word.strip(), w.start, w.end) for s in segments for w in s.words or []]
+
+    def _segments(self, audio: np.ndarray, **timing: bool) -> list[Any]:
         segments, _ = self._model.transcribe(
             audio.astype(np.float32, copy=False),
             language=self.language,
             beam_size=self.beam_size,
             vad_filter=False,
             condition_on_previous_text=False,
-            word_timestamps=True,
+            **timing,
         )
-        return [Word(w.word.strip(), w.start, w.end) for s in segments for w in s.words or []]
+        return list(segments)

@@ -1,0 +1,49 @@
+"""A private PulseAudio for the real-device tests, and speech to play into it.
+
+``tests/devices/audio-up.sh`` starts it (virtual speaker, virtual microphone ``virtmic``);
+each test module gets its own server, so one that unplugs or freezes it disturbs no other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+DEVICES = Path(__file__).parent / "devices"
+SENTENCE = "Could you run the tests and tell me which one fails?"
+
+needs_pulseaudio = pytest.mark.skipif(
+    shutil.which("pulseaudio") is None or shutil.which("paplay") is None,
+    reason="PulseAudio is not installed (make installs it when run as root)",
+)
+
+
+@contextmanager
+def private_pulseaudio(folder: Path) -> Iterator[dict[str, str]]:
+    """The environment that talks to a private server in ``folder`` (stopped afterwards)."""
+    up = subprocess.run(
+        ["bash", str(DEVICES / "audio-up.sh"), str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    env = dict(os.environ)
+    for word in up.stdout.split()[1:]:
+        key, _, value = word.partition("=")
+        env[key] = value
+    try:
+        yield env
+    finally:
+        subprocess.run(["bash", str(DEVICES / "audio-down.sh"), str(folder)], check=False)
+
+
+def spoken(out: Path, text: str = SENTENCE) -> Path:
+    """``text`` said by espeak-ng into the WAV file ``out``."""
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(out), text], check=True)
+    return out
