@@ -30,7 +30,7 @@ from engine.frames import (
 )
 from engine.microturn import DECISION_CUE, Assembler, Renderer
 from engine.model.worker import ModelWorker
-from engine.policy import PolicyConfig, PolicyInput, decide
+from engine.policy import ANSWERS, PolicyConfig, PolicyInput, decide
 from engine.speech import SpeechHandle, SpeechOut
 from permissions.gate import Gate
 from permissions.model import Sense
@@ -38,7 +38,6 @@ from permissions.model import Sense
 log = logging.getLogger(__name__)
 
 BACKCHANNEL_TEXT = "mm-hmm"
-_ANSWER = (DecisionKind.SPEAK, DecisionKind.HANDOFF)
 DATA_CAPACITY = 256
 
 
@@ -228,7 +227,7 @@ class Engine:
                     # Speculative: the policy (on the last proposal: nothing new was appended)
                     # still has to say that the turn is over.
                     kind, reason = self._decide(t, speaking)
-                    if kind in _ANSWER:
+                    if kind in ANSWERS:
                         st.reply_committed, st.user_turn_ended_at = True, None
                         self._emit(t, "model", "decision", decision=kind.value, reason=reason)
                         if kind is not st.reply:  # it prepared an answer; a handoff is due
@@ -254,7 +253,7 @@ class Engine:
             self._emit(t, "model", "decision", decision=kind.value, reason=reason)
             await self._continue_reply(t)
             return Decision(t, turn.index, kind, reason, consulted)
-        if kind in (DecisionKind.SPEAK, DecisionKind.HANDOFF):
+        if kind in ANSWERS:
             st.typed_pending = False  # a typed request waits until it is answered
         if kind is not DecisionKind.SILENT and not consulted:
             # Acting on a quiet tick: put the moment on the timeline first, so the decision

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from engine.frames import DecisionKind, Proposal
 
-_ANSWER = (DecisionKind.SPEAK, DecisionKind.HANDOFF)
+ANSWERS = (DecisionKind.SPEAK, DecisionKind.HANDOFF)
+"""The decisions that answer the user (a reply is prepared for them)."""
 MODEL_NUDGE = 0.2
 """How much the model's agreement adds to the words' completeness (a 135M model's logits are
 a weak signal: they shorten the wait, never decide it alone)."""

@@ -1,4 +1,4 @@
-"""Voice activity with Silero VAD's ONNX model (the only onnxruntime importer in the engine).
+"""Voice activity with Silero VAD's ONNX model (onnxruntime; the piper voice is its other user).
 
 The embedded model comes from the ``silero-vad`` package (installed ``--no-deps``; the package
 itself is never imported, it would pull in torch) and is SHA-256 checked before loading. It
