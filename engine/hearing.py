@@ -101,7 +101,7 @@ class AsrRunner(Protocol):
         ...
 
     def close(self) -> None:
-        """Stop; pending jobs are dropped."""
+        """Stop once the jobs already queued are done."""
         ...
 
 
@@ -160,7 +160,7 @@ class ThreadedAsr:
         return out
 
     def close(self) -> None:
-        """Stop the thread after the job it is running."""
+        """Stop the thread once the queued jobs are done (waits up to 5 s)."""
         self._jobs.put(None)
         self._thread.join(timeout=5)
 
@@ -234,8 +234,7 @@ class Hearing:
         if self._start is not None:
             out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STOPPED_SPEAKING)))
             self._end_utterance(t_end, t_end)
-        if isinstance(self.runner, ThreadedAsr):
-            self.runner.close()  # lets the job in hand finish
+        self.runner.close()  # a thread finishes the jobs queued before it stops
         out.extend(self._collect(t_end))
         return out
 

@@ -260,7 +260,9 @@ class PlayedSpeech:
         """Synthesise the first sentence of a reply that is ready before it may be spoken."""
         first = (sentences(text) or [""])[0]
         out: list[np.ndarray] = []
-        worker = threading.Thread(target=lambda: out.append(self.synth.synthesize(first)))
+        worker = threading.Thread(
+            target=lambda: out.append(self.synth.synthesize(first)), daemon=True
+        )
         worker.start()
         self._prepared = (first, worker, out)
 
@@ -328,22 +330,26 @@ class VoicedSpeech:
     def __init__(self, synth: Synthesizer) -> None:
         self.synth = synth
         self.track: list[tuple[SpeechHandle, np.ndarray]] = []  # every utterance and its audio
-        self._prepared: tuple[str, float] | None = None  # (first sentence, when it is ready)
+        # the first sentence synthesised ahead, its audio, and when it is ready
+        self._prepared: tuple[str, np.ndarray, float] | None = None
 
     def prepare(self, text: str, t: float) -> None:
         """Start synthesising the first sentence at ``t`` (it is ready a modelled time later)."""
         first = (sentences(text) or [""])[0]
-        seconds = len(self.synth.synthesize(first)) / audio.RATE
-        self._prepared = (first, t + self.synth.synthesis_s(seconds))
+        samples = self.synth.synthesize(first)
+        ready = t + self.synth.synthesis_s(len(samples) / audio.RATE)
+        self._prepared = (first, samples, ready)
 
     def say(self, text: str, t: float) -> SpeechHandle:
         """Synthesise ``text`` sentence by sentence; it starts after the first sentence."""
-        pieces = [self.synth.synthesize(s) for s in sentences(text)] or [np.zeros(0, np.float32)]
-        samples = np.concatenate(pieces)
+        parts = sentences(text) or [""]
         prepared, self._prepared = self._prepared, None
-        ready = t + self.synth.synthesis_s(len(pieces[0]) / audio.RATE)
-        if prepared is not None and prepared[0] == (sentences(text) or [""])[0]:
-            ready = min(ready, max(t, prepared[1]))
+        if prepared is not None and prepared[0] == parts[0]:
+            first, ready = prepared[1], max(t, prepared[2])  # synthesised while it waited
+        else:
+            first = self.synth.synthesize(parts[0])
+            ready = t + self.synth.synthesis_s(len(first) / audio.RATE)
+        samples = np.concatenate([first, *(self.synth.synthesize(s) for s in parts[1:])])
         start = round(ready, 3)
         handle = SpeechHandle(text=text, start_t=start, end_t=start + len(samples) / audio.RATE)
         self.track.append((handle, samples))

@@ -18,7 +18,7 @@ import pytest
 
 from engine import audio
 from engine.features.asr import Recognizer
-from tests.vaudio import DEVICES, needs_pulseaudio, private_pulseaudio, spoken
+from tests.vaudio import DEVICES, needs_pulseaudio, private_pulseaudio, spoken, tandem
 
 HERE = DEVICES
 
@@ -105,15 +105,7 @@ def test_tandem_run_listens_answers_and_says_so(
         ["parecord", "--device=speaker.monitor", "--file-format=wav", str(heard_back)], env=env
     )
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "app", "run", "--mic", "--duration", "16"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    proc = tandem(env, "run", "--mic", "--duration", "16")
     player.wait(timeout=30)
     recorder.terminate()
     recorder.wait(timeout=10)
@@ -195,14 +187,8 @@ def test_tandem_run_with_open_speakers_does_not_interrupt_itself(
         "TANDEM_DATA_DIR": str(tmp_path / "d"),
     }
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "app", "run", "--mic", "--duration", "12"],
-            env=env,
-            input="how do I reverse a list in python?\n",
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
+        proc = tandem(
+            env, "run", "--mic", "--duration", "12", stdin="how do I reverse a list in python?\n"
         )
     finally:
         subprocess.run(["pactl", "unload-module", str(module)], env=audio_env, check=False)

@@ -26,11 +26,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.vaudio import DEVICES, needs_pulseaudio, private_pulseaudio, spoken
+from tests.vaudio import DEVICES, needs_pulseaudio, private_pulseaudio, spoken, tandem
 
 HERE = DEVICES
 REPO = HERE.parents[1]
-TANDEM_RUN = [sys.executable, "-m", "app", "run", "--mic"]
 VIRTMIC = (
     "module-remap-source master=micfeed.monitor source_name=virtmic "
     "source_properties=device.description=VirtualMic"
@@ -318,41 +317,19 @@ def test_tandem_run_uses_the_chosen_microphone_and_prints_a_meter(
         "TANDEM_CONFIG_DIR": str(tmp_path / "c"),
         "TANDEM_DATA_DIR": str(tmp_path / "d"),
     }
-    wrong = subprocess.run(
-        [*TANDEM_RUN, "--mic-device", "blue yeti"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    wrong = tandem(env, "run", "--mic", "--mic-device", "blue yeti", timeout=60)
     assert wrong.returncode == 1 and "model:" not in wrong.stdout  # refused before loading
     error = wrong.stderr.strip().splitlines()[-1]
     assert error.startswith("tandem: error: no input device matches 'blue yeti'; input devices:")
     assert "virtmic" in error
-    listed = subprocess.run(
-        [sys.executable, "-m", "app", "devices", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    listed = tandem(env, "devices", "--json", timeout=60)
+    assert listed.returncode == 0, listed.stderr
     index = next(d["index"] for d in json.loads(listed.stdout)["devices"] if d["name"] == "virtmic")
 
     player = subprocess.Popen(
         ["bash", "-c", f"sleep 6; paplay --device=micfeed {speech_wav}"], env=env
     )
-    proc = subprocess.run(
-        [*TANDEM_RUN, "--mic-device", str(index), "--levels", "--duration", "14"],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    proc = tandem(env, "run", "--mic", "--mic-device", str(index), "--levels", "--duration", "14")
     player.wait(timeout=30)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout

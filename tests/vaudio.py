@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,3 +48,19 @@ def spoken(out: Path, text: str = SENTENCE) -> Path:
     """``text`` said by espeak-ng into the WAV file ``out``."""
     subprocess.run(["espeak-ng", "-s", "150", "-w", str(out), text], check=True)
     return out
+
+
+def tandem(
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``tandem`` command in a child process, output captured, never hanging."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=env,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
