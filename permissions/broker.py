@@ -4,6 +4,11 @@ The gate files a ``Prompt``; the UI (or a voice answer) resolves it with ``answe
 blocks the UI: the caller waits on the prompt with a timeout, and no answer in time means deny.
 With no UI attached, every prompt is denied at once. Prompt ids are random, so nothing that
 merely *reads* a prompt (the model, a tool's output, the screen) can guess one to answer it.
+
+A prompt can also be *cancelled* while it waits (the gate does it when the kill switch, mute
+or a focus change makes the question moot): the waiter wakes at once with no answer, and an
+answer that arrives afterwards is refused, like one that arrives after the timeout. A UI
+learns that a prompt closed from ``Prompt.closed`` (or its absence from ``pending()``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from permissions.model import Decision, Scope, ToolRequest
+from permissions.model import Decision, Scope, Sense, ToolRequest
 
 DEFAULT_TIMEOUT_S = 60.0
 
@@ -35,13 +40,25 @@ class Prompt:
     summary: str
     dangerous: bool
     request: ToolRequest | None = None
+    sense: Sense | None = None
     _done: threading.Event = field(default_factory=threading.Event)
     _answer: Answer | None = None
+    _cancelled: str | None = None
 
     def wait(self, timeout_s: float) -> Answer | None:
-        """The answer, or None when none came in time."""
+        """The answer, or None when none came in time or the prompt was cancelled."""
         self._done.wait(timeout_s)
         return self._answer
+
+    @property
+    def cancelled(self) -> str | None:
+        """Why the prompt was cancelled, or None."""
+        return self._cancelled
+
+    @property
+    def closed(self) -> bool:
+        """True once answered or cancelled."""
+        return self._done.is_set()
 
 
 Listener = Callable[[Prompt], None]
@@ -72,10 +89,15 @@ class PromptBroker:
             self._listeners.remove(listener)
 
     def file(
-        self, subject: str, summary: str, dangerous: bool, request: ToolRequest | None
+        self,
+        subject: str,
+        summary: str,
+        dangerous: bool,
+        request: ToolRequest | None,
+        sense: Sense | None = None,
     ) -> Prompt | None:
         """Publish a prompt; None when no UI is attached (the caller denies)."""
-        prompt = Prompt(secrets.token_hex(16), subject, summary, dangerous, request)
+        prompt = Prompt(secrets.token_hex(16), subject, summary, dangerous, request, sense)
         with self._lock:
             if not self._listeners:
                 return None
@@ -92,6 +114,16 @@ class PromptBroker:
             if prompt is None:
                 return False
             prompt._answer = answer
+        prompt._done.set()
+        return True
+
+    def cancel(self, prompt_id: str, reason: str) -> bool:
+        """Close a pending prompt without an answer; False if unknown or already closed."""
+        with self._lock:
+            prompt = self._pending.pop(prompt_id, None)
+            if prompt is None:
+                return False
+            prompt._cancelled = reason
         prompt._done.set()
         return True
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from permissions.errors import SettingsError
+from permissions.urls import compile_host
+
 
 class Sense(enum.Enum):
     """Capture sources; each needs a lease from the gate before it takes a sample."""
@@ -95,13 +98,19 @@ class Rule:
         decision: allow, ask or deny.
         tool: tool-name glob (``run_command``, ``mcp__github__*``) or ``""`` for a sense rule.
         sense: the sense this rule is about (``None`` for a tool rule).
-        command: for ``run_command``: an argv prefix (``"pytest -q"``); matched token by token.
-        path: a workspace-relative glob the request's paths must all match.
+        command: for ``run_command``: an argv prefix (``"pytest -q"``); matched token by token
+            for allow rules, semantically (any part, flags in any order) for deny and ask.
+        path: a glob the request's paths must all match (workspace-relative, or absolute /
+            ``~``); a deny rule ``dir/**`` also covers ``dir`` itself.
+        host: for network requests: an exact host (``api.example.com``, ``127.0.0.1``,
+            ``[::1]:8080``) or ``*.example.com``; a rule without one covers public hosts only.
         app: glob on the focused app id (case-insensitive).
         title: glob on the focused window title (case-insensitive).
         workspace: glob on the workspace's resolved path.
         scope: once, session or always.
         builtin: shipped with Tandem (presets) rather than added by the user.
+        matcher: a preset's built-in semantic check (``destructive:rm-recursive-critical``);
+            never read from or written to the settings file.
     """
 
     id: str
@@ -115,11 +124,13 @@ class Rule:
     workspace: str = ""
     scope: Scope = Scope.ALWAYS
     builtin: bool = False
+    host: str = ""
+    matcher: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Settings-file shape (defaults left out)."""
         out: dict[str, Any] = {"id": self.id, "decision": self.decision.value}
-        for name in ("tool", "command", "path", "app", "title", "workspace"):
+        for name in _STRING_FIELDS:
             value = getattr(self, name)
             if value:
                 out[name] = value
@@ -131,11 +142,17 @@ class Rule:
 
     @staticmethod
     def from_json(obj: Mapping[str, Any]) -> Rule:
-        """Parse a settings-file rule; raises ``ValueError`` naming the bad field."""
+        """Parse a settings-file rule.
+
+        Raises:
+            SettingsError: a key this version does not know (see ``validate_rule_keys``).
+            ValueError: a bad value, naming the field.
+        """
         if not isinstance(obj.get("id"), str) or not obj["id"]:
             raise ValueError("rule needs a non-empty string 'id'")
+        validate_rule_keys(obj)
         strings: dict[str, str] = {}
-        for name in ("tool", "command", "path", "app", "title", "workspace"):
+        for name in _STRING_FIELDS:
             value = obj.get(name, "")
             if not isinstance(value, str):
                 raise ValueError(f"rule {obj['id']!r}: {name!r} must be a string")
@@ -143,6 +160,11 @@ class Rule:
         sense = Sense(obj["sense"]) if obj.get("sense") is not None else None
         if not strings["tool"] and sense is None:
             raise ValueError(f"rule {obj['id']!r}: needs 'tool' or 'sense'")
+        if strings["host"]:
+            try:
+                compile_host(strings["host"])
+            except ValueError as e:
+                raise ValueError(f"rule {obj['id']!r}: {e}") from e
         return Rule(
             id=obj["id"],
             decision=Decision(obj.get("decision")),
@@ -154,4 +176,29 @@ class Rule:
             title=strings["title"],
             workspace=strings["workspace"],
             scope=Scope(obj.get("scope", "always")),
+            host=strings["host"],
+        )
+
+
+_STRING_FIELDS = ("tool", "command", "path", "host", "app", "title", "workspace")
+RULE_KEYS = frozenset({"id", "decision", "sense", "scope", *_STRING_FIELDS})
+"""Every key a settings-file rule may have."""
+
+
+def validate_rule_keys(obj: Mapping[str, Any]) -> None:
+    """Reject a settings-file rule with keys this version does not know.
+
+    A silently dropped key changes what a rule means (a ``host`` ignored would make a network
+    rule cover every host), so an unknown key is an error, never a default.
+
+    Raises:
+        SettingsError: naming the rule and the unknown keys.
+    """
+    unknown = sorted(str(k)[:40] for k in obj if k not in RULE_KEYS)
+    if unknown:
+        rid = obj.get("id")
+        who = f"rule {rid[:80]!r}" if isinstance(rid, str) and rid else "rule"
+        raise SettingsError(
+            f"{who}: unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(k) for k in unknown)} (known: {', '.join(sorted(RULE_KEYS))})"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from permissions.audit import AuditLog
 from permissions.broker import Answer, Prompt, PromptBroker
 from permissions.errors import LeaseRevokedError
-from permissions.gate import Gate, Lease
+from permissions.gate import Gate, Lease, literal_glob
 from permissions.model import AppContext, Decision, Rule, Scope, Sense, ToolRequest
 
 EDITOR = AppContext("code", "parser.py - project")
@@ -246,10 +247,67 @@ def test_a_remembered_answer_is_as_narrow_as_the_request(tmp_path: Path) -> None
     asked = ToolRequest("read_file", {"path": str(other / "notes.txt")}, ws)
     assert gate.authorize(asked, timeout_s=2).decision is Decision.ALLOW
     (rule,) = gate.user_rules()
-    assert rule.tool == "read_file" and rule.path == str(other / "notes.txt")
+    assert rule.tool == "read_file" and rule.path == literal_glob(str(other / "notes.txt"))
+    assert rule.workspace == literal_glob(os.path.realpath(ws))
     assert gate.explain_tool(asked).decision is Decision.ALLOW  # remembered
     elsewhere = ToolRequest("read_file", {"path": "/etc/passwd"}, ws)
     assert gate.explain_tool(elsewhere).decision is Decision.ASK  # not a blanket allow
     other_ws = ToolRequest("read_file", {"path": str(other / "notes.txt")}, other)
     assert gate.explain_tool(other_ws).decision is Decision.ALLOW  # inside its own workspace
+    sibling = ToolRequest("read_file", {"path": str(other / "notes.txt.bak")}, ws)
+    assert gate.explain_tool(sibling).decision is Decision.ASK  # the exact path, nothing near it
     assert len(seen) == 1
+
+
+def test_a_session_answer_for_a_write_covers_that_file_only(tmp_path: Path) -> None:
+    broker = PromptBroker()
+    answering(broker, Answer(Decision.ALLOW, Scope.SESSION))
+    gate = Gate(broker=broker)
+    req = ToolRequest("write_file", {"path": "src/a.py"}, tmp_path)
+    assert gate.authorize(req, timeout_s=2).decision is Decision.ALLOW
+    assert gate.explain_tool(req).decision is Decision.ALLOW
+    other = ToolRequest("write_file", {"path": "src/b.py"}, tmp_path)
+    assert gate.explain_tool(other).decision is Decision.ASK
+
+
+def test_the_kill_switch_cancels_a_waiting_prompt_and_refuses_its_answer(tmp_path: Path) -> None:
+    broker = PromptBroker()
+    seen = answering(broker, None)
+    gate = Gate(broker=broker)
+    result: list[Decision] = []
+    req = ToolRequest("write_file", {"path": "a.py"}, tmp_path)
+    t = threading.Thread(target=lambda: result.append(gate.authorize(req, timeout_s=5).decision))
+    t.start()
+    while not broker.pending():
+        time.sleep(0.001)
+    gate.kill_switch()
+    t.join(2)
+    assert result == [Decision.DENY]
+    assert seen[0].cancelled == "kill switch"
+    assert broker.answer(seen[0].id, Answer(Decision.ALLOW, Scope.ALWAYS)) is False
+
+
+def test_mute_cancels_a_waiting_microphone_prompt() -> None:
+    broker = PromptBroker()
+    seen = answering(broker, None)
+    gate = Gate(broker=broker)
+    result: list[object] = []
+    t = threading.Thread(
+        target=lambda: result.append(gate.open_sense(Sense.MICROPHONE, EDITOR, timeout_s=5))
+    )
+    t.start()
+    while not broker.pending():
+        time.sleep(0.001)
+    gate.mute(Sense.MICROPHONE)
+    t.join(2)
+    assert result == [None] and seen[0].cancelled == "microphone muted"
+
+
+def test_a_once_rule_is_used_up_and_never_persisted(tmp_path: Path) -> None:
+    gate = Gate()
+    gate.add_rule(Rule("u:once", Decision.ALLOW, tool="write_file", scope=Scope.ONCE))
+    gate.add_rule(Rule("u:session", Decision.ALLOW, tool="git_commit", scope=Scope.SESSION))
+    req = ToolRequest("write_file", {"path": "a.py"}, tmp_path)
+    assert gate.authorize(req).decision is Decision.ALLOW
+    assert gate.authorize(req).decision is Decision.DENY  # used up: asks, and no UI
+    assert gate.user_rules() == ()  # neither the once nor the session rule is persisted

@@ -265,12 +265,12 @@ TOOL_CASES: list[tuple[str, str, dict[str, Any], tuple[Rule, ...], Decision]] = 
         D,
     ),
     ("force push", "run_command", {"command": "git push --force origin main"}, (BLANKET_RUN,), D),
-    (
+    (  # a malformed request: denied with one clear reason (issue 9)
         "NUL byte in a command",
         "run_command",
         {"command": "pytest\x00; rm -rf /"},
         (ALLOW_PYTEST,),
-        Q,
+        D,
     ),
     ("unbalanced quotes", "run_command", {"command": "pytest 'oops"}, (ALLOW_PYTEST,), Q),
     ("empty command", "run_command", {"command": "   "}, (ALLOW_PYTEST,), D),

@@ -64,6 +64,7 @@ def test_a_corrupt_file_gives_safe_defaults_and_says_why(
     path.write_bytes(content)
     loaded = settings.load(path)
     assert loaded.problem is not None and problem in loaded.problem
+    assert "\n" not in loaded.problem  # one line
     assert loaded.settings.rules == ()
     gate = Gate(loaded.settings.rules)  # safe defaults: nothing is silently allowed
     assert (
@@ -71,6 +72,38 @@ def test_a_corrupt_file_gives_safe_defaults_and_says_why(
         is Decision.ASK
     )
     assert gate.explain_sense(Sense.SCREEN, AppContext("code")).decision is Decision.ASK
+
+
+def test_a_broken_allow_rule_is_dropped_and_every_readable_deny_rule_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.json"
+    deny = {"id": "u:no-secrets", "decision": "deny", "tool": "*", "path": "secrets/**"}
+    broken = {"id": "u:all", "decision": "allow", "tool": "*", "hots": "example.com"}
+    path.write_text(json.dumps({"schema": 1, "rules": [broken, deny]}))
+    loaded = settings.load(path)
+    assert [r.id for r in loaded.settings.rules] == ["u:no-secrets"]
+    assert loaded.problem is not None and "unknown key 'hots'" in loaded.problem
+    assert "\n" not in loaded.problem
+
+
+def test_an_unparsable_file_keeps_the_deny_rules_of_the_last_good_copy(tmp_path: Path) -> None:
+    path = settings.save(settings.Settings(RULES), tmp_path / "p.json")
+    assert settings.load(path).problem is None  # refreshes p.json.last-good
+    path.write_bytes(b"{not json")
+    loaded = settings.load(path)
+    assert loaded.settings.rules == (RULES[1],)  # the one deny rule, none of the allows
+    assert loaded.problem is not None and "kept the 1 deny rules" in loaded.problem
+
+
+def test_size_and_rule_count_caps(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_bytes(b" " * (settings.MAX_BYTES + 1))
+    assert "larger than" in (settings.load(path).problem or "")
+    rule = {"id": "x", "decision": "allow", "tool": "read_file"}
+    path.write_text(json.dumps({"schema": 1, "rules": [rule] * (settings.MAX_RULES + 1)}))
+    loaded = settings.load(path)
+    assert loaded.settings.rules == () and "more than" in (loaded.problem or "")
 
 
 def test_a_failed_write_leaves_the_old_file(
