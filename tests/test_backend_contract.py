@@ -69,7 +69,21 @@ def test_speculation_leaves_the_sequence_unchanged(backend: SessionBackend) -> N
     backend.spec_rollback()
     assert backend.n_tokens() == n
     after = scores(backend)
-    assert after == pytest.approx(before, abs=1e-3)
+    assert after == pytest.approx(before, abs=rollback_tolerance(backend))
+    assert after.index(max(after)) == before.index(max(before))  # the same decision
+
+
+def rollback_tolerance(backend: SessionBackend) -> float:
+    """How closely the scores after a rollback match those before it.
+
+    The in-process backend keeps the decision row itself (exact). A server re-decodes the last
+    token alone, and llama.cpp's CPU kernels for K-quants round a one-token batch differently
+    from a longer one: measured with the default Qwen2.5-Coder Q4_K_M, a label's logit moves by
+    up to 0.09 (SmolLM2's Q4_1: 0.0). The decision itself must not change.
+    """
+    from engine.model.remote_backend import RemoteBackend
+
+    return 0.15 if isinstance(backend, RemoteBackend) else 1e-3
 
 
 def test_append_ends_a_speculation(backend: SessionBackend) -> None:

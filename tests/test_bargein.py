@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.bargein import (
+from engine.eval.duplex import score, summarise
+from engine.hearing.bargein import (
     BACKCHANNEL_MAX_S,
     ONSET_CONFIRM_S,
     TRANSCRIPT_WAIT_S,
@@ -12,7 +13,6 @@ from engine.bargein import (
     Verdict,
     is_backchannel,
 )
-from engine.duplex import score, summarise
 
 
 @pytest.mark.parametrize(
@@ -78,6 +78,16 @@ def ev(t: float, kind: str, **kw: object) -> dict[str, object]:
 SCORES = [
     ({"task": "pause", "pause": [2.0, 3.0]}, [ev(2.5, "start")], {"takeover": True}),
     ({"task": "pause", "pause": [2.0, 3.0]}, [ev(3.2, "start")], {"takeover": False}),
+    (  # it decided to speak inside the pause; its audio would only have come after it
+        {"task": "pause", "pause": [2.0, 3.0], "language": "ja", "after": "word"},
+        [{"t": 2.8, "lane": "model", "kind": "decision", "decision": "speak"}, ev(3.2, "start")],
+        {"takeover": True, "language": "ja", "after": "word"},
+    ),
+    (
+        {"task": "pause", "pause": [2.0, 3.0]},
+        [{"t": 2.8, "lane": "model", "kind": "decision", "decision": "silent"}],
+        {"takeover": False, "language": "en"},
+    ),
     (
         {"task": "turn", "turn_end": 5.0},
         [ev(5.8, "start")],
@@ -125,7 +135,8 @@ def test_summary_rates() -> None:
     outcomes = [
         {"task": "turn", "takeover": True, "latency": 0.5},
         {"task": "turn", "takeover": False, "latency": None},
-        {"task": "pause", "takeover": False},
+        {"task": "pause", "takeover": False, "language": "en", "after": "comma"},
+        {"task": "pause", "takeover": True, "language": "ko", "after": "word"},
     ]
     s = summarise(outcomes)
     assert s["turn"] == {
@@ -134,4 +145,7 @@ def test_summary_rates() -> None:
         "latency_mean_s": 0.5,
         "latency_median_s": 0.5,
     }
-    assert s["pause"] == {"n": 1, "takeover_rate": 0.0}
+    assert s["pause"]["n"] == 2 and s["pause"]["takeover_rate"] == 0.5
+    assert s["pause"]["english"] == {"n": 1, "takeover_rate": 0.0}
+    assert s["pause"]["other_languages"] == {"n": 1, "takeover_rate": 1.0}
+    assert s["pause"]["after_comma"] == {"n": 1, "takeover_rate": 0.0}

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from engine.channels import Channel, ControlInbox, Overflow
-from engine.clock import RealClock, VirtualClock
+from engine.core.channels import Channel, ControlInbox, Overflow
+from engine.core.clock import RealClock, VirtualClock
 
 
 def test_drop_oldest_keeps_the_newest_and_counts() -> None:

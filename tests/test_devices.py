@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import audio
-from engine.features.asr import Recognizer
+from engine.core import audio
+from engine.hearing.asr import Recognizer
 from tests.vaudio import DEVICES, needs_pulseaudio, private_pulseaudio, spoken, tandem
 
 HERE = DEVICES
@@ -44,12 +44,12 @@ def play_later(env: dict[str, str], wav: Path, delay_s: float) -> subprocess.Pop
 
 CAPTURE = """
 import sys, time
-from engine.channels import Channel, ControlInbox, Overflow
-from engine.clock import RealClock
-from engine.features.asr import Recognizer
-from engine.features.vad import SileroVad
-from engine.hearing import Hearing
-from engine.listen import Listener
+from engine.core.channels import Channel, ControlInbox, Overflow
+from engine.core.clock import RealClock
+from engine.hearing.asr import Recognizer
+from engine.hearing.vad import SileroVad
+from engine.hearing.pipeline import Hearing
+from engine.hearing.listener import Listener
 from engine.senses.sound import Microphone
 from permissions.gate import Gate
 from permissions.model import AppContext, Decision, Rule, Sense
@@ -197,3 +197,68 @@ def test_tandem_run_with_open_speakers_does_not_interrupt_itself(
     assert "echo gate on" in out and "tandem  " in out, out
     assert "stop    done" in out and "stop    interrupted" not in out, out
     assert "vad     speech_start" not in out, out  # it never heard its own voice as the user
+
+
+def test_mute_then_unmute_hears_again(
+    audio_env: dict[str, str], speech_wav: Path, tmp_path: Path
+) -> None:
+    """Push-to-mute works forever: muted speech is not heard, after unmute it is."""
+    env = {
+        **audio_env,
+        "TANDEM_CONFIG_DIR": str(tmp_path / "c"),
+        "TANDEM_DATA_DIR": str(tmp_path / "d"),
+    }
+    env.pop("DISPLAY", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "run", "--mic", "--duration", "30"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    lines: list[str] = []
+
+    def until(wanted: str, timeout: float = 90) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if wanted in line:
+                return
+        pytest.fail(f"never printed {wanted!r}: {lines}")
+
+    try:
+        until("microphone: listening")
+        proc.stdin.write("/mute\n")
+        proc.stdin.flush()
+        until("microphone: stopped (muted)")
+        until("permission revoke microphone deny")
+        subprocess.run(
+            ["paplay", "--device=micfeed", str(speech_wav)], env=env, timeout=30, check=True
+        )
+        proc.stdin.write("/unmute\n")
+        proc.stdin.flush()
+        until("permission lease microphone allow")
+        until("microphone: listening")
+        subprocess.run(
+            ["paplay", "--device=micfeed", str(speech_wav)], env=env, timeout=30, check=True
+        )
+        until("asr     final", timeout=20)
+        proc.stdin.write("/quit\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines += out.splitlines()
+    assert proc.returncode == 0, err
+    muted = lines.index(next(x for x in lines if "microphone: stopped (muted)" in x))
+    unmuted = lines.index(next(x for x in lines if "permission lease microphone allow" in x))
+    heard = [x for x in lines if "asr     final" in x]
+    assert not any("asr     final" in x for x in lines[muted:unmuted]), lines  # muted: deaf
+    assert heard and "run the test" in heard[0].lower(), lines

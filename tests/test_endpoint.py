@@ -1,10 +1,10 @@
-"""How finished the user's words sound (engine/endpoint.py), as a table."""
+"""How finished the user's words sound (engine/hearing/endpoint.py), as a table."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.endpoint import completeness
+from engine.hearing.endpoint import completeness
 
 
 @pytest.mark.parametrize(

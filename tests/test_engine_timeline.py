@@ -4,20 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from engine.clock import VirtualClock
-from engine.engine import Engine, ReplyBudget, TimelineEvent
-from engine.frames import TICK_S, ControlEvent, ControlKind, FocusChange, TranscriptDelta, TypedText
+from engine.core.clock import VirtualClock
+from engine.core.engine import HANDOFF_ACK, Engine, ReplyBudget
+from engine.core.events import TimelineEvent, to_json
+from engine.core.frames import (
+    TICK_S,
+    ControlEvent,
+    ControlKind,
+    FocusChange,
+    TranscriptDelta,
+    TypedText,
+)
 from engine.model.session import ModelSession
 from engine.model.worker import ModelWorker
-from engine.speech import PacedTextSpeech
+from engine.voice.handles import PacedTextSpeech
 from tests.fakes import FakeBackend
 
 Item = TypedText | FocusChange | ControlEvent | TranscriptDelta
+
+
+@pytest.fixture(autouse=True)
+def phases_stay_in_their_table(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every timeline here must move only along ``engine.core.phases.TRANSITIONS``."""
+    with caplog.at_level(logging.WARNING, logger="engine.core.engine"):
+        yield
+    records = caplog.get_records("call")
+    unexpected = [r.getMessage() for r in records if "phase: unexpected" in r.getMessage()]
+    assert not unexpected
 
 
 def run(
@@ -43,7 +61,7 @@ def run(
                 item = pending.pop(0)
                 await clock.sleep_until(item.t)
                 if isinstance(item, ControlEvent):
-                    await engine.control(item)
+                    engine.control(item)
                 else:
                     engine.data.put(item)
             await clock.sleep_until(tick_t)
@@ -54,7 +72,7 @@ def run(
         asyncio.run(drive())
     finally:
         worker.close()
-    return [e.to_json() for e in sorted(events, key=lambda e: e.t)], fake
+    return [to_json(e) for e in sorted(events, key=lambda e: e.t)], fake
 
 
 def lane(events: list[dict[str, Any]], name: str, kind: str | None = None) -> list[dict[str, Any]]:
@@ -108,19 +126,36 @@ def test_barge_in_stops_the_assistant_at_once_and_is_remembered() -> None:
     assert any("you said" in a and "walk you through" in a for a in fake.appends)
 
 
-def test_a_short_overlap_with_no_words_resumes_the_utterance() -> None:
+def test_a_short_overlap_with_no_words_resumes_where_it_paused() -> None:
     say = "Let me walk you through the whole parser step by step from the very top"
     items = [
         ControlEvent(1.0, ControlKind.FORCE_SAY, say),
         ControlEvent(2.05, ControlKind.USER_STARTED_SPEAKING),
         ControlEvent(2.4, ControlKind.USER_STOPPED_SPEAKING),  # a cough
+        TranscriptDelta(2.9, "", final=True),  # hearing: the utterance had no words
     ]
     events, fake = run(items, 8.0)
     starts = lane(events, "speech", "start")
     assert len(starts) == 2 and starts[1].get("resume") is True
-    assert starts[1]["t"] == pytest.approx(2.4 + 0.6, abs=0.2)
-    assert say.endswith(starts[1]["text"]) and len(starts[1]["text"]) < len(say)
+    assert starts[1]["t"] == pytest.approx(3.0, abs=0.01)  # at the tick after the final
+    # From the word it was saying at 2.05 s (1.05 s into the words at 2.6 words/s), not
+    # from the start: "Let me" was heard, "walk ..." was being said.
+    assert starts[1]["text"] == say.split(" ", 2)[2]
     assert not any("you stopped after" in a for a in fake.appends)
+
+
+def test_a_pause_waits_for_the_final_transcript_however_late_it_is() -> None:
+    say = "Let me walk you through the whole parser step by step from the very top"
+    items = [
+        ControlEvent(1.0, ControlKind.FORCE_SAY, say),
+        ControlEvent(2.05, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(2.4, ControlKind.USER_STOPPED_SPEAKING),
+        TranscriptDelta(4.3, "actually wait", final=True),  # recognition was slow
+    ]
+    events, _ = run(items, 8.0)
+    starts = lane(events, "speech", "start")
+    assert not any(e.get("resume") for e in starts)  # it never resumed over the user
+    assert all(e["t"] > 4.3 for e in starts[1:])  # it answered what the user said, after
 
 
 def test_a_stop_command_acts_at_once_not_at_the_next_tick() -> None:
@@ -241,27 +276,40 @@ def test_lines_arriving_while_a_reply_is_prepared_are_kept_in_order() -> None:
     assert joined.index(' speak "w0') < joined.index('app firefox "docs"')
 
 
-def test_mute_revokes_the_microphone_on_the_spot() -> None:
-    items = [ControlEvent(1.23, ControlKind.MUTE), ControlEvent(2.5, ControlKind.UNMUTE)]
+def test_the_timeline_shows_the_leases_the_sense_reports_not_invented_ones() -> None:
+    items = [
+        ControlEvent(1.23, ControlKind.MUTE),
+        ControlEvent(1.24, ControlKind.LEASE_REVOKED, text="microphone"),
+        ControlEvent(2.5, ControlKind.UNMUTE),  # no lease yet: the sense has not re-opened
+        ControlEvent(2.56, ControlKind.LEASE_OPENED, text="microphone"),
+    ]
     events, _ = run(items, 3.0)
     perm = lane(events, "permission")
-    assert [(e["t"], e["kind"], e["decision"]) for e in perm] == [
-        (1.23, "revoke", "deny"),
-        (2.5, "lease", "allow"),
+    assert [(e["t"], e["kind"], e["sense_or_tool"], e["decision"]) for e in perm] == [
+        (1.24, "revoke", "microphone", "deny"),
+        (2.56, "lease", "microphone", "allow"),
     ]
 
 
-def test_a_handoff_is_acknowledged() -> None:
+def test_a_handoff_is_acknowledged_and_its_task_text_is_never_spoken() -> None:
     events, _ = run(
         [TypedText(1.0, "run the tests")],
         4.0,
         rules={"typed": "handoff"},
-        reply="Running the tests",
+        reply="running the tests",
     )
     assert [e["decision"] for e in lane(events, "model") if e["decision"] != "silent"] == [
         "handoff"
     ]
-    assert lane(events, "speech", "start")[0]["text"] == "Running the tests"
+    (start,) = lane(events, "speech", "start")
+    assert start["text"] == HANDOFF_ACK
+    assert "running the tests" not in start["text"].lower()
+
+
+@pytest.mark.parametrize("label", ["silent", "Speak.", '"handoff"', "stop"])
+def test_a_reply_that_is_only_a_decision_label_is_not_spoken(label: str) -> None:
+    events, _ = run([TypedText(1.0, "hello")], 4.0, reply=label)
+    assert lane(events, "speech", "start") == []
 
 
 def test_replay_is_deterministic() -> None:
@@ -292,8 +340,100 @@ def test_mute_goes_through_the_gate_and_revokes_the_microphone_lease() -> None:
     worker.start(lambda: ModelSession(FakeBackend(), "system"))
     try:
         engine = Engine(worker, PacedTextSpeech(), lambda _: None, gate=gate)
-        asyncio.run(engine.control(ControlEvent(1.0, ControlKind.MUTE)))
+        engine.control(ControlEvent(1.0, ControlKind.MUTE))
     finally:
         worker.close()
     assert not lease.active and lease.revoked_reason == "muted"
     assert gate.open_sense(Sense.MICROPHONE, AppContext("code")) is None
+
+
+def test_after_an_interruption_a_new_answer_is_spoken_once_the_user_stops() -> None:
+    say = "Let me walk you through the whole parser step by step from the very top"
+    items = [
+        ControlEvent(1.0, ControlKind.FORCE_SAY, say),
+        ControlEvent(2.05, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(3.6, ControlKind.USER_STOPPED_SPEAKING),
+        TranscriptDelta(3.9, "no wait, what does the lexer return", final=True),
+    ]
+    events, _ = run(items, 8.0, reply="A list of tokens.")
+    starts = lane(events, "speech", "start")
+    assert [e["text"] for e in starts] == [say, "A list of tokens."]
+    assert starts[1]["t"] > 3.6  # never while the user was talking
+
+
+@pytest.mark.parametrize(("prosody", "earliest", "latest"), [(0.99, 1.6, 1.9), (0.05, 2.0, 2.6)])
+def test_how_finished_the_turn_sounded_moves_the_answer(
+    prosody: float, earliest: float, latest: float
+) -> None:
+    """The same words: sounding finished answers sooner than sounding cut off."""
+    items = [
+        ControlEvent(0.3, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(1.2, ControlKind.USER_STOPPED_SPEAKING, voice_t=1.0),
+        TranscriptDelta(1.2, "so the parser fails on empty input", True, prosody),
+    ]
+    events, _ = run(items, 5.0, rules={})
+    speak = [e for e in lane(events, "model") if e["decision"] == "speak"]
+    assert speak and earliest <= speak[0]["t"] <= latest, speak
+
+
+EXAMPLE_ANSWER = "It returns a new string with the whitespace at both ends removed."
+
+
+class _Primes(FakeBackend):
+    """Remembers how each reply was primed."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply=reply)
+        self.primes: list[str] = []
+
+    def spec_begin(self, prime: str) -> None:
+        self.primes.append(prime)
+        super().spec_begin(prime)
+
+
+def run_with(backend: FakeBackend, items: Sequence[Item], duration: float) -> list[dict[str, Any]]:
+    worker = ModelWorker()
+    worker.start(lambda: ModelSession(backend))  # the real pinned prompt
+    events: list[TimelineEvent] = []
+    engine = Engine(worker, PacedTextSpeech(), events.append, budget=ReplyBudget(8))
+    clock = VirtualClock()
+
+    async def drive() -> None:
+        for k in range(1, round(duration / TICK_S) + 1):
+            tick_t = round(k * TICK_S, 6)
+            for item in [i for i in items if tick_t - TICK_S < i.t <= tick_t]:
+                await clock.sleep_until(item.t)
+                engine.data.put(item)  # type: ignore[arg-type]
+            await clock.sleep_until(tick_t)
+            await engine.tick(tick_t)
+
+    try:
+        asyncio.run(drive())
+    finally:
+        worker.close()
+    return [to_json(e) for e in sorted(events, key=lambda e: e.t)]
+
+
+def test_a_reply_that_copies_the_prompt_is_prepared_again_then_dropped() -> None:
+    backend = _Primes(EXAMPLE_ANSWER)  # the fake says the prompt's example whatever it is asked
+    events = run_with(backend, [TypedText(1.0, "why does my loop never end")], 5.0)
+    assert lane(events, "speech", "start") == []  # never spoken
+    assert backend.primes == [' speak "', ' speak "In short, ']  # it tried another opening
+
+
+@pytest.mark.parametrize(
+    ("question", "reply", "spoken"),
+    [
+        (
+            "how do I see which files I changed before committing",
+            "I can see which files I changed before committing.",
+            False,
+        ),
+        ("what does git stash do", "It shelves your uncommitted changes.", True),
+    ],
+)
+def test_a_reply_that_reads_the_user_back_is_not_spoken(
+    question: str, reply: str, spoken: bool
+) -> None:
+    events = run_with(_Primes(reply), [TypedText(1.0, question)], 5.0)
+    assert bool(lane(events, "speech", "start")) is spoken

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import audio, evals
+from engine.core import audio
+from engine.core.frames import ControlKind
 from engine.errors import ModelFileError
-from engine.features.asr import Recognizer
-from engine.features.vad import WINDOW_S, SileroVad, VadEvent, VadStream, segments
-from engine.frames import ControlKind
-from engine.hearing import Hearing, ModeledAsr, ThreadedAsr, asr_latency, hear
+from engine.eval import asr_vad as evals
+from engine.hearing.asr import Recognizer
+from engine.hearing.pipeline import Hearing, ModeledAsr, ThreadedAsr, asr_latency, hear
+from engine.hearing.vad import WINDOW_S, SileroVad, VadEvent, VadStream, segments
 from tests.conftest import EVALDATA
 
 SENTENCE = "Could you run the tests and tell me which one fails?"
@@ -256,3 +257,44 @@ def test_duplex_scenarios_from_real_speech(
     assert result["interrupt"]["success_rate"] >= 0.95
     assert result["interrupt"]["stop_time_median_s"] <= 0.5
     assert result["backchannel"]["false_stop_rate"] <= 0.5
+
+
+class _Scores:
+    """A turn predictor that remembers what it was asked to score."""
+
+    def __init__(self, p: float) -> None:
+        self.p, self.lengths = p, []
+
+    def predict(self, audio_16k: np.ndarray) -> float:
+        self.lengths.append(len(audio_16k))
+        return self.p
+
+
+def test_the_final_carries_how_finished_the_turn_sounded(
+    vad: SileroVad, asr: Recognizer, tmp_path: Path
+) -> None:
+    from engine.hearing.smart_turn import ModeledSmartTurn
+
+    speech = espeak(tmp_path, SENTENCE)
+    scores = _Scores(0.87)
+    x = np.concatenate([silence(0.5), speech, silence(1.5)])
+    heard = hear(x, vad, asr, ModeledSmartTurn(scores))
+    (final,) = [h.transcript for h in heard if h.transcript and h.transcript.final]
+    assert final.prosody_complete == 0.87
+    # It scored the utterance's audio when the quiet began, beside the recogniser (the same
+    # audio), not the whole stream and not after the transcript.
+    assert scores.lengths and all(n < len(x) for n in scores.lengths)
+    partials = [h.transcript for h in heard if h.transcript and not h.transcript.final]
+    assert all(p.prosody_complete is None for p in partials)
+
+
+def test_a_score_that_is_not_ready_in_time_is_left_out(
+    vad: SileroVad, asr: Recognizer, tmp_path: Path
+) -> None:
+    from engine.hearing.smart_turn import ModeledSmartTurn
+
+    x = np.concatenate([silence(0.5), espeak(tmp_path, SENTENCE), silence(1.5)])
+    slow = ModeledSmartTurn(_Scores(0.9), latency_s=5.0)  # ready long after the transcript
+    heard = hear(x, vad, asr, slow)
+    (final,) = [h.transcript for h in heard if h.transcript and h.transcript.final]
+    assert final.prosody_complete is None  # the transcript never waits for it

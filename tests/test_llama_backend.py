@@ -9,10 +9,24 @@ import pytest
 
 from engine.errors import ModelFileError
 from engine.model.llama_backend import LlamaBackend, choose_threads
-from engine.model.registry import EMBEDDED, ModelSpec, file_sha256, resolve, verify
+from engine.model.registry import (
+    DEFAULT_MODEL,
+    EMBEDDED,
+    FALLBACK_MODEL,
+    ModelSpec,
+    file_sha256,
+    resolve,
+    verify,
+)
 from engine.model.session import LABELS, REPLY_STOP, load_prompt
 
 LABEL_TEXTS = list(LABELS.values())
+
+
+@pytest.fixture(scope="module")
+def smollm_spec() -> ModelSpec:
+    """SmolLM2 by name: the file-handling tests copy and cut it (98 MB, not the default's 491)."""
+    return resolve(FALLBACK_MODEL)
 
 
 def fill(b: LlamaBackend, n: int, start: int = 0) -> None:
@@ -108,29 +122,36 @@ def test_thread_choice_leaves_room_for_audio(audio: bool, cores: int, expected: 
 
 
 def test_the_embedded_model_is_verified_by_sha256(embedded_spec: ModelSpec) -> None:
-    assert embedded_spec.sha256 == EMBEDDED["smollm2-135m"].sha256
+    assert embedded_spec.name == DEFAULT_MODEL == "qwen2.5-coder-0.5b"
+    assert embedded_spec.sha256 == EMBEDDED[DEFAULT_MODEL].sha256
+    assert embedded_spec.verified  # joined from its parts and hashed by resolve
     verify(embedded_spec)  # does not raise
 
 
-def test_a_flipped_byte_fails_the_checksum(embedded_spec: ModelSpec, tmp_path: Path) -> None:
+def test_smollm2_is_verified_by_sha256(smollm_spec: ModelSpec) -> None:
+    assert smollm_spec.sha256 == EMBEDDED[FALLBACK_MODEL].sha256
+    verify(smollm_spec)  # does not raise
+
+
+def test_a_flipped_byte_fails_the_checksum(smollm_spec: ModelSpec, tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
-    shutil.copyfile(embedded_spec.path, bad)
+    shutil.copyfile(smollm_spec.path, bad)
     with bad.open("r+b") as f:
         f.seek(50_000_000)
         byte = f.read(1)
         f.seek(50_000_000)
         f.write(bytes([byte[0] ^ 0xFF]))
-    spec = ModelSpec("bad", bad, embedded_spec.sha256)
+    spec = ModelSpec("bad", bad, smollm_spec.sha256)
     with pytest.raises(ModelFileError, match="SHA-256") as err:
         verify(spec)
     assert file_sha256(bad) in str(err.value)
 
 
 def test_a_truncated_file_without_checksum_gives_a_clear_error(
-    embedded_spec: ModelSpec, tmp_path: Path
+    smollm_spec: ModelSpec, tmp_path: Path
 ) -> None:
     cut = tmp_path / "cut.gguf"
-    with embedded_spec.path.open("rb") as src:
+    with smollm_spec.path.open("rb") as src:
         cut.write_bytes(src.read(20_000_000))
     with pytest.raises(ModelFileError, match="could not load"):
         LlamaBackend(resolve(str(cut)), n_ctx=512, n_threads=1)
@@ -154,5 +175,6 @@ def test_broken_model_files(tmp_path: Path, content: bytes | None, message: str)
 
 
 def test_unknown_model_names_are_explained() -> None:
-    with pytest.raises(ModelFileError, match="smollm2-135m"):
+    with pytest.raises(ModelFileError, match="smollm2-135m") as err:
         resolve("gpt-17")
+    assert "qwen2.5-coder-0.5b" in str(err.value)

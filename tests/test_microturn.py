@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.frames import FocusChange, TaskUpdate, TranscriptDelta, TypedText
-from engine.microturn import MAX_ITEM_CHARS, Assembler, Renderer, quote
+from engine.core.frames import FocusChange, TaskUpdate, TranscriptDelta, TypedText
+from engine.core.microturn import MAX_ITEM_CHARS, Assembler, Renderer, quote
 
 
 def cut(a: Assembler, t: float, **kw: bool):  # type: ignore[no-untyped-def]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.frames import DecisionKind as K
-from engine.frames import Proposal
-from engine.policy import PolicyConfig, PolicyInput, decide
+from engine.core.frames import DecisionKind as K
+from engine.core.frames import Proposal
+from engine.core.policy import PolicyConfig, PolicyInput, decide
 
 CFG = PolicyConfig()  # eagerness 0.5: endpoint 0.5 s, answer threshold 0.3
 
@@ -25,16 +25,24 @@ STOPPY = prop(stop=0.9, silent=0.1)
 # (case, input, expected decision, expected reason)
 TABLE = [
     (
-        "barge-in stops the assistant",
+        "overlap is the barge-in arbiter's, not the policy's: no second stop rule",
         PolicyInput(10, SPEAKY, user_speaking=True, assistant_speaking=True),
-        K.STOP,
-        "user_barge_in",
+        K.SILENT,
+        "user_has_floor",
     ),
     (
-        "barge-in wins over a typed request",
+        "its own backchannel playing while the user talks is not stopped",
+        PolicyInput(
+            10, BACKCH, user_speaking=True, assistant_speaking=True, last_backchannel_t=9.8
+        ),
+        K.SILENT,
+        "user_has_floor",
+    ),
+    (
+        "the user talking wins over a typed request",
         PolicyInput(10, HANDY, user_speaking=True, assistant_speaking=True, typed_pending=True),
-        K.STOP,
-        "user_barge_in",
+        K.SILENT,
+        "user_has_floor",
     ),
     ("user has the floor", PolicyInput(10, SPEAKY, user_speaking=True), K.SILENT, "user_has_floor"),
     (

@@ -10,7 +10,7 @@ import pytest
 
 from app.cli import main
 from engine.errors import ScenarioError
-from engine.replay import load_scenario
+from engine.eval.replay import load_scenario
 
 
 def write_wav(path: Path, seconds: float, rate: int = 48_000) -> None:
@@ -131,7 +131,7 @@ def test_replay_command_is_deterministic_with_the_real_model(
 def test_speech_out_is_the_assistants_track_on_the_timeline(tmp_path: Path) -> None:
     import numpy as np
 
-    from engine import audio
+    from engine.core import audio
 
     root = scenario(
         tmp_path,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 
-from engine.frames import DecisionKind as K
+from engine.core.frames import DecisionKind as K
 from engine.model.session import MAX_REPLY_CHARS, ModelSession, load_prompt
+from tests.conftest import THREADS
 from tests.fakes import FakeBackend
 
 SHORT_PROMPT = "system: you are Tandem"
@@ -95,10 +97,22 @@ def test_a_window_too_small_for_the_prompt_is_a_clear_error() -> None:
         ModelSession(FakeBackend(n_ctx=40), SHORT_PROMPT, reserve_tokens=30)
 
 
+@pytest.fixture(scope="module")
+def smollm_backend() -> Iterator[object]:
+    """SmolLM2 by name: 160 micro-turns test the eviction mechanics, not the default model."""
+    from engine.model.llama_backend import LlamaBackend
+    from engine.model.registry import FALLBACK_MODEL, resolve
+
+    backend = LlamaBackend(resolve(FALLBACK_MODEL), n_ctx=1024, n_threads=THREADS)
+    yield backend
+    backend.close()
+
+
 @pytest.mark.slow
-def test_the_real_model_survives_many_evictions(llama_backend: object) -> None:
+def test_the_real_model_survives_many_evictions(smollm_backend: object) -> None:
     from engine.model.llama_backend import LlamaBackend
 
+    llama_backend = smollm_backend
     assert isinstance(llama_backend, LlamaBackend)
     s = ModelSession(llama_backend, load_prompt())
     s.start()
@@ -115,3 +129,34 @@ def test_the_real_model_survives_many_evictions(llama_backend: object) -> None:
     s.reply_begin(K.SPEAK)
     text, _ = s.reply_step(24)
     assert text.strip()
+
+
+def test_warm_up_measures_and_leaves_a_fresh_session() -> None:
+    from tests.fakes import FakeBackend
+
+    backend = FakeBackend()
+    session = ModelSession(backend, "system: you are Tandem")
+    session.start()
+    fresh = backend.n_tokens()
+    cal = session.warm_up()
+    assert backend.n_tokens() == fresh and backend.span_count() == 0  # nothing of it is left
+    assert cal.append_ms >= 0 and cal.first_append_ms >= 0 and cal.decode_tok_s > 0
+
+
+@pytest.mark.parametrize(
+    ("decode_tok_s", "append_ms", "tokens"),
+    [
+        (35.0, 100.0, 4),  # the 0.5B on 2 cores: 50 ms left after the append, ~2 tokens: floor 4
+        (35.0, 20.0, 4),
+        (120.0, 40.0, 13),  # SmolLM2: 110 ms left
+        (2000.0, 5.0, 64),  # a GPU: capped
+    ],
+)
+def test_the_live_budget_follows_the_machine(
+    decode_tok_s: float, append_ms: float, tokens: int
+) -> None:
+    from engine.core.engine import LIVE_BUDGET, live_budget
+
+    budget = live_budget(decode_tok_s, append_ms)
+    assert budget.tokens_per_tick == tokens
+    assert budget.seconds_per_tick == LIVE_BUDGET.seconds_per_tick

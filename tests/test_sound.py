@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.channels import Channel, ControlInbox, Overflow
-from engine.clock import RealClock
-from engine.listen import CLIP, FLOOR_DBFS, LevelWindow, Listener, MicLevel, dbfs
-from engine.live import LevelMeter, meter_line
+from app.terminal import LevelMeter, meter_line
+from engine.core.channels import Channel, ControlInbox, Overflow
+from engine.core.clock import RealClock
+from engine.core.frames import ControlEvent, ControlKind
+from engine.hearing.listener import CLIP, FLOOR_DBFS, LevelWindow, Listener, MicLevel, dbfs
 from engine.senses import sound
 from engine.senses.sound import AudioBlock, AudioDeviceError, Microphone, resolve
-from permissions.gate import Gate
+from permissions.gate import Gate, Lease
 from permissions.model import AppContext, Decision, Rule, Sense
 
 sd = pytest.importorskip("sounddevice")
@@ -294,3 +295,45 @@ def test_a_lost_microphone_is_reported_once_and_reopened(mode: str, reason: str)
     assert lines[1].endswith("; retrying")
     assert lines[2] == "microphone: listening (scripted, 16000 Hz)"  # failed retries are quiet
     assert listener.losses == 1
+
+
+def test_mute_stops_the_microphone_and_unmute_opens_a_new_lease() -> None:
+    gate = Gate((Rule("u:mic", Decision.ALLOW, sense=Sense.MICROPHONE),))
+    app = AppContext("test")
+    first = gate.open_sense(Sense.MICROPHONE, app)
+    mic = ScriptedMic(first)
+    lines: list[str] = []
+    inbox: ControlInbox[ControlEvent] = ControlInbox()
+
+    def new_lease() -> Lease | None:
+        if gate.explain_sense(Sense.MICROPHONE, app).decision is not Decision.ALLOW:
+            return None
+        return gate.open_sense(Sense.MICROPHONE, app)
+
+    listener = Listener(
+        mic,
+        StubHearing(),  # type: ignore[arg-type]
+        RealClock(),
+        inbox=inbox,
+        data=Channel("data", 8, Overflow.DROP_OLDEST),
+        report=lines.append,
+        new_lease=new_lease,
+    )
+    listener.start()
+    kinds: list[ControlKind] = []
+    try:
+        assert wait_for(lambda: listener.blocks > 0)
+        for _ in range(2):  # muting and unmuting works again and again
+            gate.mute(Sense.MICROPHONE)
+            assert wait_for(lambda: lines[-1] == "microphone: stopped (muted)"), lines
+            time.sleep(0.2)  # muted: no stream is opened, however long it lasts
+            assert not mic._running and lines[-1] == "microphone: stopped (muted)"
+            gate.mute(Sense.MICROPHONE, False)
+            assert wait_for(lambda: lines[-1].startswith("microphone: listening")), lines
+            blocks = listener.blocks
+            assert wait_for(lambda b=blocks: listener.blocks > b)  # it hears again
+            kinds += [ev.kind for ev in inbox.drain()]
+    finally:
+        listener.stop()
+    assert mic.lease is not first and mic.lease.active
+    assert kinds == [ControlKind.LEASE_REVOKED, ControlKind.LEASE_OPENED] * 2

@@ -15,20 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import audio
+from engine.core import audio
+from engine.core.processes import Child, ProcessError, run
 from engine.errors import ModelFileError
-from engine.features import piper
-from engine.features.asr import Recognizer
-from engine.features.piper import PiperVoice, chunks, phoneme_ids
+from engine.hearing.asr import Recognizer
 from engine.model.registry import PIPER_VOICE, embedded_path
-from engine.processes import Child, ProcessError, run
-from engine.voice import (
+from engine.voice import piper
+from engine.voice.piper import PiperVoice, chunks, phoneme_ids
+from engine.voice.playback import PlayedSpeech, VoicedSpeech
+from engine.voice.synthesis import (
     Espeak,
     EspeakSynthesizer,
     PiperSynthesizer,
-    PlayedSpeech,
     Synthesizer,
-    VoicedSpeech,
     default_synthesizer,
     sentences,
 )
@@ -102,7 +101,7 @@ def test_child_processes_fail_clearly(argv: list[str], message: str) -> None:
 
 
 def test_the_echo_gate_takes_the_echo_but_not_the_user(espeak_voice: EspeakSynthesizer) -> None:
-    from engine.features.echo import EchoGate
+    from engine.hearing.echo import EchoGate
 
     ref = espeak_voice.synthesize("Let me walk you through the parser step by step.")
     other = EspeakSynthesizer(voice="en+f3")  # British English, female
@@ -150,7 +149,7 @@ def test_each_voice_is_understood_by_the_recogniser(
 
 
 def test_piper_is_the_default_voice(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="engine.voice"):
+    with caplog.at_level(logging.INFO, logger="engine.voice.synthesis"):
         synth = default_synthesizer()
     assert isinstance(synth, PiperSynthesizer)
     synth.close()
@@ -161,12 +160,12 @@ def test_a_missing_piper_voice_falls_back_to_espeak(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(piper, "embedded_path", lambda model: tmp_path / "gone.onnx")
-    with caplog.at_level(logging.INFO, logger="engine.voice"):
+    with caplog.at_level(logging.INFO, logger="engine.voice.synthesis"):
         synth = default_synthesizer()
     assert isinstance(synth, EspeakSynthesizer)
     assert len(synth.synthesize("Still talking.")) > audio.RATE // 4
     synth.close()
-    (record,) = [r for r in caplog.records if r.name == "engine.voice"]
+    (record,) = [r for r in caplog.records if r.name == "engine.voice.synthesis"]
     assert "fallback" in record.getMessage() and "not found" in record.getMessage()
     assert "\n" not in record.getMessage() and "talking" not in caplog.text
 
@@ -217,7 +216,7 @@ def test_unknown_phonemes_are_skipped_and_counted() -> None:
 def test_unknown_phonemes_are_logged_as_a_count_only(
     piper_voice: PiperSynthesizer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="engine.features.piper"):
+    with caplog.at_level(logging.INFO, logger="engine.voice.piper"):
         x = piper_voice.voice.speak("həlˈoʊ☃.")
     assert len(x) > 0
     assert "skipped 1 phonemes" in caplog.text and "☃" not in caplog.text
@@ -361,9 +360,9 @@ def test_a_helper_serves_many_requests_in_one_process() -> None:
 
 
 def test_espeak_needs_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.voice
+    import engine.voice.synthesis
 
-    monkeypatch.setattr(engine.voice, "ESPEAK_PACKAGE", "no_such_espeak_package")
+    monkeypatch.setattr(engine.voice.synthesis, "ESPEAK_PACKAGE", "no_such_espeak_package")
     with pytest.raises(ModelFileError, match=r"espeakng-loader==0\.2\.4"):
         Espeak()
 
@@ -395,6 +394,12 @@ class _Speaker:
     def flush(self) -> None:
         self.queued.clear()
 
+    @property
+    def queued_s(self) -> float:
+        return sum(self.queued) / self.rate  # nothing drains: as if just queued
+
+    latency_s = 0.06
+
 
 class _SlowSynth:
     """Half a second of audio per sentence; the later sentences wait for ``go``."""
@@ -425,11 +430,14 @@ def test_played_speech_plays_the_first_sentence_and_streams_the_rest() -> None:
     voice = PlayedSpeech(synth, speaker)  # type: ignore[arg-type]
     handle = voice.say("One. Two. Three.", 10.0)  # returns at once: the voice thread works
     assert wait_for(lambda: len(speaker.queued) == 1)
-    assert handle.start_t >= 10.0
+    assert handle.start_t >= 10.06  # after the output stream's latency
     assert handle.end_t - handle.start_t == pytest.approx(0.5)  # the first sentence, playing
     synth.go.set()
     assert wait_for(lambda: len(speaker.queued) == 3)
-    assert wait_for(lambda: handle.end_t - handle.start_t == pytest.approx(1.5))
+    # Each later clause starts after the audio queued ahead of it: the three play back to back.
+    assert wait_for(lambda: handle.end_t - handle.start_t == pytest.approx(1.5, abs=0.05))
+    assert handle.said_until(handle.start_t + 0.75) == "One."  # half-way through "Two."
+    assert handle.rest_after(handle.start_t + 0.75) == "Two. Three."
     voice.close()
 
 

@@ -62,11 +62,13 @@ def make_backend(cfg: ModelConfig) -> SessionBackend:
     from engine.model.registry import resolve
 
     threads = cfg.n_threads or choose_threads(audio_active=cfg.audio_active)
+    spec = resolve(cfg.model, cfg.sha256)  # the default falls back to SmolLM2, saying why
     return LlamaBackend(
-        resolve(cfg.model, cfg.sha256),
+        spec,
         n_ctx=cfg.n_ctx,
         n_threads=threads,
         n_gpu_layers=cfg.n_gpu_layers,
+        verify_file=not spec.verified,  # a joined model was hashed by resolve just now
     )
 
 

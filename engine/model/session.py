@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from importlib import resources
 
+from engine.core.frames import DecisionKind, Proposal
+from engine.core.microturn import DECISION_CUE, quote
 from engine.errors import EngineError
-from engine.frames import DecisionKind, Proposal
-from engine.microturn import DECISION_CUE, quote
 from engine.model.backend import SessionBackend
 
 PROMPT_RESOURCE = ("assets", "prompts/interaction.txt")
@@ -50,6 +51,25 @@ class SessionStats:
     max_tokens: int
     evictions: int
     spans: int
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """What this machine's model costs, measured at start-up (``ModelSession.warm_up``)."""
+
+    first_append_ms: float
+    """The very first micro-turn append and decision (cold caches, lazy allocations)."""
+    append_ms: float
+    """A warm micro-turn append of ~20 tokens and its decision."""
+    decode_tok_s: float
+    """Reply tokens prepared per second."""
+
+
+WARM_LINES = (
+    '0.2 app code "parser.py" | typed "why does the parser fail on an empty file?" =>',
+    ' silent\n0.4 user "and it only happens on the second run, never the first one" =>',
+)
+WARM_REPLY_TOKENS = 12
 
 
 class ModelSession:
@@ -83,6 +103,7 @@ class ModelSession:
         self._evictions = 0
         self._span_texts: deque[str] = deque()
         self._prefix_n = 0
+        self._lead = ""
 
     def start(self) -> None:
         """Load the pinned prefix (from a snapshot when possible)."""
@@ -92,6 +113,30 @@ class ModelSession:
         self._recap.clear()
         self._recap_queue.clear()
         self._prefix_n = self._max_tokens = self.backend.n_tokens()
+
+    def warm_up(self) -> Calibration:
+        """Run a few real micro-turns and a reply once, measure them, then start afresh.
+
+        The first request to a fresh llama.cpp context is 2-3x slower than the rest; paying it
+        here keeps it off the user's first turn, and the figures size the live budget.
+        """
+        t0 = time.perf_counter()
+        self.step(WARM_LINES[0])
+        t1 = time.perf_counter()
+        self.step(WARM_LINES[1])
+        t2 = time.perf_counter()
+        self.reply_begin(DecisionKind.SPEAK)
+        before = self.backend.n_tokens()
+        self.backend.spec_step(WARM_REPLY_TOKENS, (), None, None)
+        tokens = max(1, self.backend.n_tokens() - before)
+        t3 = time.perf_counter()
+        self.backend.spec_rollback()
+        self.start()
+        return Calibration(
+            first_append_ms=round((t1 - t0) * 1000, 1),
+            append_ms=round((t2 - t1) * 1000, 1),
+            decode_tok_s=round(tokens / max(t3 - t2, 1e-6), 1),
+        )
 
     def step(self, line: str) -> Proposal:
         """Append one micro-turn line (with the last decision in front) and read the proposal."""
@@ -136,9 +181,14 @@ class ModelSession:
         said = f" {quote(reply)}" if reply else ""
         self._pending = f"{LABELS[kind]}{said}\n{self._pending}"
 
-    def reply_begin(self, kind: DecisionKind) -> None:
-        """Start preparing what to say for ``kind``, speculatively after the last line."""
-        self.backend.spec_begin(f'{LABELS[kind]} "')
+    def reply_begin(self, kind: DecisionKind, lead: str = "") -> None:
+        """Start preparing what to say for ``kind``, speculatively after the last line.
+
+        ``lead`` starts the reply with given words (a second attempt after a reply that only
+        copied the prompt or the user: a different opening leads greedy decoding elsewhere).
+        """
+        self._lead = lead
+        self.backend.spec_begin(f'{LABELS[kind]} "{lead}')
 
     def reply_step(
         self,
@@ -151,6 +201,7 @@ class ModelSession:
         A finished reply is rolled back from the sequence: ``record`` writes what was said.
         """
         text, finished = self.backend.spec_step(max_tokens, REPLY_STOP, budget_s, cancel)
+        text = self._lead + text
         if len(text) >= MAX_REPLY_CHARS:
             text, finished = text[:MAX_REPLY_CHARS].rsplit(" ", 1)[0], True
         if finished:

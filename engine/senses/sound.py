@@ -4,7 +4,7 @@
 into a bounded ring (``deque(maxlen=...)``: appends are atomic, no lock, the oldest audio is
 dropped on overflow) and stops taking audio the moment its lease is revoked. Everything else
 (resampling to 16 kHz, VAD, ASR, level metering, noticing that the device went away) happens
-on the hearing thread (``engine/listen.py``).
+on the hearing thread (``engine/hearing/listener.py``).
 
 Device choice: ``resolve`` turns what the user typed (an index, or part of a device name)
 into one ``AudioDevice`` from PortAudio's list, or a one-line error that lists the devices
@@ -53,6 +53,11 @@ from permissions.gate import Lease
 log = logging.getLogger(__name__)
 
 BLOCK_S = 0.02
+OUTPUT_LATENCY_S = 0.06
+"""Requested output latency: three 20 ms blocks. Measured through PulseAudio here (a block
+queued, then found in the speaker's monitor): PortAudio's default (0.04 s) took 55-60 ms and
+printed ALSA "underrun occurred" at stream starts; 0.06 s took 70-80 ms with no underrun;
+0.1 s took 155-165 ms."""
 RING_S = 5.0
 OPEN_TIMEOUT_S = 3.0
 """How long a caller waits for a device to open before it is told the device does not answer."""
@@ -295,6 +300,7 @@ def _open(
                 channels=1,
                 dtype="float32",
                 blocksize=int(rate * BLOCK_S),
+                **({"latency": OUTPUT_LATENCY_S} if kind == "output" else {}),
                 callback=callback,
             )
         try:
@@ -569,6 +575,17 @@ class Speaker:
     def busy(self) -> bool:
         """True while audio is queued."""
         return bool(self._queue)
+
+    @property
+    def queued_s(self) -> float:
+        """Seconds of audio queued and not yet handed to the device."""
+        return len(self._queue) * BLOCK_S
+
+    @property
+    def latency_s(self) -> float:
+        """The output stream's own latency: from the callback to the speaker (PortAudio)."""
+        latency = getattr(self._stream, "latency", 0.0)
+        return float(latency) if isinstance(latency, int | float) else 0.0
 
     @property
     def is_open(self) -> bool:

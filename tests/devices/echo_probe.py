@@ -7,17 +7,17 @@ speaking and how many windows the echo gate took for the assistant's own voice.
 import sys
 import time
 
-from engine import audio
-from engine.channels import Channel, ControlInbox, Overflow
-from engine.clock import RealClock
-from engine.features.asr import Recognizer
-from engine.features.echo import EchoGate
-from engine.features.vad import SileroVad
-from engine.frames import ControlEvent, ControlKind, DataFrame
-from engine.hearing import Hearing
-from engine.listen import Listener
+from engine.core import audio
+from engine.core.channels import Channel, ControlInbox, Overflow
+from engine.core.clock import RealClock
+from engine.core.frames import ControlEvent, ControlKind, DataFrame
+from engine.hearing.asr import Recognizer
+from engine.hearing.echo import EchoGate
+from engine.hearing.listener import Listener
+from engine.hearing.pipeline import Hearing
+from engine.hearing.vad import SileroVad
 from engine.senses.sound import Microphone, Speaker
-from engine.voice import EspeakSynthesizer
+from engine.voice.synthesis import EspeakSynthesizer
 from permissions.gate import Gate
 from permissions.model import AppContext, Decision, Rule, Sense
 

@@ -13,13 +13,13 @@ import sys
 import threading
 import time
 
-from engine.channels import Channel, ControlInbox, Overflow
-from engine.clock import RealClock
-from engine.features.asr import Recognizer
-from engine.features.vad import SileroVad
-from engine.frames import ControlEvent, ControlKind, DataFrame, TranscriptDelta
-from engine.hearing import Hearing
-from engine.listen import Listener, MicLevel
+from engine.core.channels import Channel, ControlInbox, Overflow
+from engine.core.clock import RealClock
+from engine.core.frames import ControlEvent, ControlKind, DataFrame, TranscriptDelta
+from engine.hearing.asr import Recognizer
+from engine.hearing.listener import Listener, MicLevel
+from engine.hearing.pipeline import Hearing
+from engine.hearing.vad import SileroVad
 from engine.senses import sound
 from engine.senses.sound import Microphone, Speaker
 from permissions.gate import Gate

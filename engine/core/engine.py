@@ -1,0 +1,555 @@
+"""The micro-turn engine: one tick every 200 ms, control events at once.
+
+The engine is driven from outside: ``tick(t)`` at every micro-turn boundary and
+``control(event)`` whenever a control event arrives. The live driver (``engine.live``) calls
+them on a real clock; the replay driver (``engine.eval.replay``) on a virtual one. Data flows
+one way: frames in through ``data``; typed timeline events (``engine.core.events``) out
+through the ``sink``; the model is reached only through its owner thread (``ModelWorker``).
+
+``control`` is synchronous and may run while ``tick`` is suspended at an ``await`` on the
+model (live): state read after an await is re-read, and a reply that became stale while the
+model worked (``epoch``) is not spoken.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.core.channels import Channel, Overflow
+from engine.core.copying import PromptText, copies
+from engine.core.events import (
+    AsrEvent,
+    DecisionEvent,
+    PermissionEvent,
+    Sink,
+    SpeechStart,
+    SpeechStop,
+    TickEvent,
+    TimelineEvent,
+    VadEvent,
+)
+from engine.core.frames import (
+    ControlEvent,
+    ControlKind,
+    DataFrame,
+    Decision,
+    DecisionKind,
+    MicroTurn,
+    Proposal,
+    TranscriptDelta,
+    TypedText,
+)
+from engine.core.microturn import DECISION_CUE, Assembler, Renderer
+from engine.core.phases import TRANSITIONS, Phase, phase_of
+from engine.core.policy import ANSWERS, PolicyConfig, PolicyInput, decide
+from engine.hearing.bargein import Overlap, Verdict
+from engine.hearing.endpoint import completeness, fuse
+from engine.model.worker import ModelWorker
+from engine.voice.handles import SpeechHandle, SpeechOut
+from permissions.gate import Gate
+from permissions.model import Sense
+
+log = logging.getLogger(__name__)
+
+BACKCHANNEL_TEXT = "mm-hmm"
+DATA_CAPACITY = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyBudget:
+    """How much of a reply is prepared per tick.
+
+    Live: as many tokens as fit in ``seconds_per_tick`` after the tick's append. Replay: a
+    fixed token count, so a replay is deterministic whatever the machine's speed.
+    """
+
+    tokens_per_tick: int = 8
+    seconds_per_tick: float | None = None
+    """Model time a live tick may use in all (its append first, then reply tokens)."""
+
+
+LIVE_BUDGET = ReplyBudget(tokens_per_tick=64, seconds_per_tick=0.15)
+MIN_SLICE_S = 0.03
+
+
+def live_budget(decode_tok_s: float, append_ms: float) -> ReplyBudget:
+    """The live budget for this machine (``ModelSession.warm_up`` measured it): a tick's model
+    time stays within ``LIVE_BUDGET.seconds_per_tick``, and the reply tokens a tick asks for
+    are what the decoder makes in the time a content tick's append leaves."""
+    assert LIVE_BUDGET.seconds_per_tick is not None
+    left = max(MIN_SLICE_S, LIVE_BUDGET.seconds_per_tick - append_ms / 1000)
+    tokens = max(4, min(LIVE_BUDGET.tokens_per_tick, int(decode_tok_s * left)))
+    return ReplyBudget(tokens_per_tick=tokens, seconds_per_tick=LIVE_BUDGET.seconds_per_tick)
+
+
+@dataclass(slots=True)
+class EngineState:
+    """What the engine knows between ticks (no content beyond the current utterance)."""
+
+    user_speaking: bool = False
+    muted: bool = False
+    typed_pending: bool = False
+    user_turn_ended_at: float | None = None
+    last_interjection_t: float | None = None
+    last_backchannel_t: float | None = None
+    turn_complete: float = 0.5
+    resumable_turn_end: float | None = None
+    """The turn end that voice activity cancelled; restored if that activity had no words."""
+    speech: SpeechHandle | None = None
+    proposal: Proposal = field(default_factory=Proposal)
+    reply: DecisionKind | None = None
+    reply_committed: bool = False
+    """False while the reply is prepared speculatively, before the policy has said to answer."""
+    reply_text: str | None = None
+    """A finished reply waiting for the policy (speculation that came out ready early)."""
+    speech_ended_at: float | None = None
+    overlap: Overlap | None = None
+    last_user_words: str = ""
+    """What the user last said or typed: a reply that only reads it back is not spoken."""
+    reply_retried: bool = False
+    """The reply being prepared is the second attempt after one that copied."""
+
+
+class Engine:
+    """The micro-turn engine (asyncio, single event loop, no Qt)."""
+
+    def __init__(
+        self,
+        worker: ModelWorker,
+        speech: SpeechOut,
+        sink: Sink,
+        *,
+        policy: PolicyConfig | None = None,
+        renderer: Renderer | None = None,
+        budget: ReplyBudget | None = None,
+        gate: Gate | None = None,
+    ) -> None:
+        self.worker = worker
+        self.speech = speech
+        self.sink = sink
+        self.policy = policy or PolicyConfig()
+        self.renderer = renderer or Renderer()
+        self.budget = budget or ReplyBudget()
+        self.gate = gate or Gate()
+        self.data: Channel[DataFrame] = Channel("data", DATA_CAPACITY, Overflow.DROP_OLDEST)
+        self.assembler = Assembler()
+        self.state = EngineState()
+        self._tick_started = 0.0
+        self._tick_epoch = 0
+        self.epoch = 0
+        """Bumped by every control event that makes work in flight stale."""
+        self._prompt_text: PromptText | None = None
+        self.phase = Phase.LISTENING
+        """Who has the floor (``engine.core.phases``), updated after every event and tick."""
+
+    # --- control lane --------------------------------------------------------------------
+
+    def control(self, ev: ControlEvent) -> None:
+        """Handle a control event the moment it arrives (see ``_control``)."""
+        self._control(ev)
+        self._update_phase(ev.t)
+
+    def _control(self, ev: ControlEvent) -> None:
+        """Synchronous on purpose: the live driver calls it between the awaits of a tick that is
+        waiting for the model, so nothing here may wait. Work in flight that the event makes
+        stale is cancelled (the model's cancel flag) and fenced off (``epoch``): a reply that
+        finishes after the user started talking is never spoken.
+        """
+        st = self.state
+        if ev.kind is ControlKind.VOICE_ONSET:
+            if not st.muted:
+                self.worker.cancel.set()  # a reply slice in flight stops between tokens
+                self._pause_for_user(ev.t, confirmed=False)
+        elif ev.kind is ControlKind.USER_STARTED_SPEAKING:
+            if not st.muted:  # a muted microphone hears nothing
+                self.epoch += 1
+                self.worker.cancel.set()
+                st.user_speaking = True
+                ended = st.user_turn_ended_at
+                ended = st.speech_ended_at if ended is None else ended
+                if ended is not None:  # kept in case this is only a cough
+                    st.resumable_turn_end = ended
+                st.user_turn_ended_at = st.speech_ended_at = None  # a pause, not the end
+                self._emit(VadEvent(ev.t, "speech_start"))
+                if st.overlap is not None:
+                    st.overlap.confirmed = True
+                else:
+                    self._pause_for_user(ev.t, confirmed=True)
+        elif ev.kind is ControlKind.USER_STOPPED_SPEAKING:
+            if st.user_speaking:
+                st.user_speaking = False
+                st.speech_ended_at = ev.t if ev.voice_t is None else min(ev.t, ev.voice_t)
+                self._emit(VadEvent(ev.t, "speech_end"))
+                if st.overlap is not None:
+                    self._settle_overlap(st.overlap.on_user_stopped(ev.t), ev.t)
+        elif ev.kind in (ControlKind.MUTE, ControlKind.UNMUTE):
+            self.epoch += 1
+            st.muted = ev.kind is ControlKind.MUTE
+            # The gate revokes the microphone's lease at once; the sense that held it reports
+            # the revocation (and, after unmute, its new lease) as LEASE_* control events.
+            self.gate.mute(Sense.MICROPHONE, st.muted)
+            st.user_speaking = st.user_speaking and not st.muted
+        elif ev.kind in (ControlKind.LEASE_OPENED, ControlKind.LEASE_REVOKED):
+            opened = ev.kind is ControlKind.LEASE_OPENED
+            kind: Literal["lease", "revoke"] = "lease" if opened else "revoke"
+            self._emit(PermissionEvent(ev.t, kind, ev.text, "allow" if opened else "deny"))
+        elif ev.kind is ControlKind.STOP_SPEAKING:
+            self.epoch += 1
+            self._stop_speech(ev.t, "interrupted")
+        elif ev.kind is ControlKind.FORCE_SAY:
+            self.epoch += 1
+            self._stop_speech(ev.t, "interrupted")
+            self.assembler.add_said(ev.text)
+            self._start_speech(ev.text, ev.t)
+        elif ev.kind is ControlKind.SHUTDOWN:
+            self.epoch += 1
+            self.worker.cancel.set()
+            self._stop_speech(ev.t, "interrupted")
+
+    # --- data lane and ticks -------------------------------------------------------------
+
+    async def tick(self, t: float) -> Decision:
+        """Close the micro-turn ending at ``t``: assemble, append, decide, act."""
+        decision = await self._tick(t)
+        self._update_phase(t)
+        return decision
+
+    async def _tick(self, t: float) -> Decision:
+        st = self.state
+        self._begin_tick(t)
+        self._take_inputs(t)
+        turn = self.assembler.cut(
+            t, user_speaking=st.user_speaking, assistant_speaking=self._assistant_speaking()
+        )
+        self._emit(TickEvent(t, turn.index))
+        if st.reply is not None:
+            if not (st.user_speaking or turn.typed or any(d.final for d in turn.transcript)):
+                return await self._go_on_preparing(turn, t)
+            # The user went on: the reply being prepared answers a finished turn that is no
+            # longer finished. Roll it back and take this tick as a normal one.
+            st.reply, st.reply_text = None, None
+            await self.worker.call(lambda s: s.reply_abort())
+            await self.worker.call(lambda s: s.record(DecisionKind.SILENT))
+        return await self._consult_and_act(turn, t)
+
+    def _begin_tick(self, t: float) -> None:
+        """Fence this tick's model work, close what played out, run the overlap's timers."""
+        st = self.state
+        self._tick_started = time.perf_counter()
+        self._tick_epoch = self.epoch
+        self._finish_speech(t)
+        if st.overlap is not None:
+            self._settle_overlap(st.overlap.on_tick(t, st.user_speaking), t)
+
+    def _take_inputs(self, t: float) -> None:
+        """Everything that arrived on the data lane goes into the micro-turn being cut."""
+        for frame in self.data.drain():
+            if isinstance(frame, TranscriptDelta):
+                if self._take_transcript(frame, t):
+                    self.assembler.add(frame)
+                continue
+            if isinstance(frame, TypedText):
+                self.state.typed_pending = True
+                self.state.last_user_words = frame.text
+            self.assembler.add(frame)
+
+    def _take_transcript(self, frame: TranscriptDelta, t: float) -> bool:
+        """Update the turn from a transcript; True when the session should see it."""
+        st = self.state
+        if st.muted:
+            return False
+        if frame.final and not frame.text.strip():
+            self._heard_no_words(t)
+            return False
+        self._emit(AsrEvent(frame.t, "final" if frame.final else "partial", frame.text))
+        if not frame.final:
+            return False  # partials are for the panel and barge-in, not the session
+        if st.overlap is not None:
+            verdict = st.overlap.on_transcript(frame.text)
+            self._settle_overlap(verdict, t)
+            if verdict is not Verdict.STOP:
+                return True  # the model sees it; it is not a turn
+        st.last_user_words = frame.text
+        # How finished the turn is: the words, and how they sounded when it was scored.
+        st.turn_complete = fuse(completeness(frame.text), frame.prosody_complete, None)
+        if not st.user_speaking:
+            # The turn ended when the voice did; the transcript only arrives later. (One
+            # arriving while the user talks again ends nothing: it is the turn a cough held.)
+            st.resumable_turn_end = None  # the user said more: a new turn end
+            ended = st.speech_ended_at
+            st.user_turn_ended_at = ended if ended is not None else frame.t
+        return True
+
+    async def _go_on_preparing(self, turn: MicroTurn, t: float) -> Decision:
+        """A reply is being prepared: keep what arrived for later, confirm, prepare a slice."""
+        st = self.state
+        held = self.renderer.render(turn, heartbeat=False)
+        if held is not None:  # kept for the next append, in order
+            await self.worker.call(lambda s: s.note(held))
+        reason = "preparing_reply"
+        if not st.reply_committed:
+            # Speculative: the policy (on the last proposal: nothing new was appended) still
+            # has to say that the turn is over.
+            kind, reason = self._decide(t, self._assistant_speaking())
+            if kind in ANSWERS:
+                st.reply_committed, st.user_turn_ended_at = True, None
+                self._emit(DecisionEvent(t, kind.value, reason))
+                if kind is not st.reply:  # it prepared an answer; a handoff is due
+                    st.reply, st.reply_text = kind, None
+                    await self.worker.call(lambda s: s.reply_abort())
+                    await self.worker.call(lambda s: s.reply_begin(kind))
+        await self._continue_reply(t)
+        return Decision(t, turn.index, DecisionKind.SILENT, reason, False)
+
+    async def _consult_and_act(self, turn: MicroTurn, t: float) -> Decision:
+        """Append the micro-turn (if it says anything), decide, act."""
+        st = self.state
+        line = self.renderer.render(turn)
+        consulted = line is not None
+        if line is not None:
+            st.proposal = await self.worker.call(lambda s: s.step(line))
+        else:  # a quiet tick adds no tokens, so the last proposal still stands
+            await self.worker.call(lambda s: s.maintain())
+        # Control events may have changed the world while the model worked: decide on now.
+        kind, reason = self._decide(t, self._assistant_speaking())
+        if kind is DecisionKind.SILENT and reason == "endpointing" and consulted:
+            # The user's words are in and the silence is running: prepare the answer now, so
+            # it is ready when the end-point confirms (rolled back if the user goes on).
+            st.reply, st.reply_committed, st.reply_text = DecisionKind.SPEAK, False, None
+            st.reply_retried = False
+            await self.worker.call(lambda s: s.reply_begin(DecisionKind.SPEAK))
+            self._emit(DecisionEvent(t, kind.value, reason))
+            await self._continue_reply(t)
+            return Decision(t, turn.index, kind, reason, consulted)
+        if kind in ANSWERS:
+            st.typed_pending = False  # a typed request waits until it is answered
+        if kind is not DecisionKind.SILENT and not consulted:
+            # Acting on a quiet tick: put the moment on the timeline first, so the decision
+            # the session records sits at the right time.
+            marker = f"{t:.1f}{DECISION_CUE}"
+            st.proposal = await self.worker.call(lambda s: s.step(marker))
+            consulted = True
+        decision = Decision(t=t, index=turn.index, kind=kind, reason=reason, consulted=consulted)
+        if consulted:
+            self._emit(DecisionEvent(t, kind.value, reason))
+        await self._act(decision)
+        return decision
+
+    def _decide(self, t: float, speaking: bool) -> tuple[DecisionKind, str]:
+        st = self.state
+        return decide(
+            PolicyInput(
+                t=t,
+                proposal=st.proposal,
+                user_speaking=st.user_speaking,
+                assistant_speaking=speaking,
+                typed_pending=st.typed_pending,
+                user_turn_ended_at=st.user_turn_ended_at,
+                turn_complete=st.turn_complete,
+                last_interjection_t=st.last_interjection_t,
+                last_backchannel_t=st.last_backchannel_t,
+            ),
+            self.policy,
+        )
+
+    async def _act(self, d: Decision) -> None:
+        st = self.state
+        if d.kind in (DecisionKind.SPEAK, DecisionKind.INTERJECT, DecisionKind.HANDOFF):
+            st.user_turn_ended_at = None
+            if d.kind is DecisionKind.INTERJECT:
+                st.last_interjection_t = d.t
+            kind = d.kind
+            st.reply, st.reply_committed, st.reply_text = kind, True, None
+            st.reply_retried = False
+            await self.worker.call(lambda s: s.reply_begin(kind))
+            await self._continue_reply(d.t)
+            return
+        if d.kind is DecisionKind.BACKCHANNEL:
+            st.last_backchannel_t = d.t
+            self._start_speech(BACKCHANNEL_TEXT, d.t, backchannel=True)
+        elif d.kind is DecisionKind.STOP:
+            self._stop_speech(d.t, "interrupted")
+        if d.consulted:
+            done = d.kind
+            await self.worker.call(lambda s: s.record(done))
+
+    async def _continue_reply(self, t: float) -> None:
+        """Prepare the next slice of the reply within this tick's budget; speak when it is
+        done and the policy has committed to answering."""
+        st = self.state
+        kind = st.reply
+        if kind is None:
+            return
+        if st.reply_text is None:
+            tokens, seconds = self.budget.tokens_per_tick, self.budget.seconds_per_tick
+            if seconds is not None:  # what the tick's append left of the budget (wall time)
+                seconds = max(MIN_SLICE_S, seconds - (time.perf_counter() - self._tick_started))
+            self.worker.cancel.clear()
+            cancel = self.worker.cancel
+            text, done = await self.worker.call(lambda s: s.reply_step(tokens, seconds, cancel))
+            if not done:
+                return
+            st.reply_text = text
+            if not st.reply_committed and text:
+                self.speech.prepare(text, t)  # ready early: synthesise while the end-point waits
+        if not st.reply_committed:
+            return
+        if self.epoch != self._tick_epoch or st.user_speaking or st.overlap is not None:
+            # The user took the floor while the model worked: the reply is stale. The next
+            # tick rolls it back (the user went on) or speaks it (a click that resumed).
+            return
+        text, st.reply, st.reply_text = st.reply_text, None, None
+        text = speakable(kind, text)
+        copied = await self._copied(text) if text and kind is not DecisionKind.HANDOFF else None
+        if copied is not None:
+            if not st.reply_retried:  # prepare another, from a different opening
+                log.info("reply copies %s: preparing another", copied)
+                st.reply, st.reply_retried = kind, True
+                await self.worker.call(lambda s: s.reply_begin(kind, RETRY_LEAD))
+                return
+            log.info("reply copies %s again: not spoken", copied)
+            text = ""
+        if text:
+            self._start_speech(text, t)
+            await self.worker.call(lambda s: s.record(kind, text))
+        else:
+            log.info("empty reply (%s)", kind.value)
+            await self.worker.call(lambda s: s.record(DecisionKind.SILENT))
+
+    # --- speech --------------------------------------------------------------------------
+
+    def _heard_no_words(self, t: float) -> None:
+        """The voice activity had no words in it (a cough, a knock): it changes nothing."""
+        st = self.state
+        if st.overlap is not None:
+            self._settle_overlap(st.overlap.on_transcript(""), t)
+        elif not st.user_speaking and st.resumable_turn_end is not None:
+            st.user_turn_ended_at, st.resumable_turn_end = st.resumable_turn_end, None
+
+    def _pause_for_user(self, t: float, *, confirmed: bool) -> None:
+        """Barge-in, the one arbiter: pause at once (flushing queued audio) and decide later,
+        in ``bargein.Overlap``, whether it was an interruption, a backchannel or a click.
+
+        The assistant's own backchannel is never paused (the user is talking by definition).
+        An utterance queued but not audible yet is dropped: the user has the floor first.
+        """
+        st = self.state
+        handle = st.speech
+        if handle is None or handle.done or handle.backchannel or st.overlap is not None:
+            return
+        if handle.playing_at(t):
+            handle.interrupt(t, "interrupted")
+            st.overlap = Overlap(t, confirmed=confirmed)
+            self._emit(SpeechStop(t, "interrupted"))
+        elif t < handle.start_t:
+            self._stop_speech(t, "interrupted")
+
+    async def _copied(self, text: str) -> str | None:
+        """What a finished reply copies ("the prompt", "the user"), or None."""
+        text = text.removeprefix(RETRY_LEAD)  # judged on the model's own words
+        if self._prompt_text is None:
+            prompt = await self.worker.call(lambda s: s.prompt)
+            self._prompt_text = PromptText.parse(prompt)
+        if self._prompt_text.copied_by(text) is not None:
+            return "the prompt"
+        if copies(text, self.state.last_user_words, share=USER_COPY_SHARE):
+            return "the user"
+        return None
+
+    def _update_phase(self, t: float) -> None:
+        st = self.state
+        now = phase_of(
+            muted=st.muted,
+            paused=st.overlap is not None,
+            user_speaking=st.user_speaking,
+            assistant_speaking=self._assistant_speaking(),
+            reply_committed=st.reply is not None and st.reply_committed,
+            turn_pending=st.user_turn_ended_at is not None or st.typed_pending,
+        )
+        if now is not self.phase:
+            if now not in TRANSITIONS[self.phase]:
+                log.warning("phase: unexpected %s -> %s at %.2f", self.phase.value, now.value, t)
+            self.phase = now
+
+    def _assistant_speaking(self) -> bool:
+        """True while an utterance of the assistant's own is queued or playing (not a pause)."""
+        handle = self.state.speech
+        return handle is not None and not handle.done
+
+    def _settle_overlap(self, verdict: Verdict, t: float) -> None:
+        """Act on a barge-in verdict: keep waiting, resume the utterance, or make it final."""
+        st = self.state
+        overlap, handle = st.overlap, st.speech
+        if verdict is Verdict.WAIT or overlap is None:
+            return
+        st.overlap = None
+        if handle is None:
+            return
+        heard = handle.said_until(overlap.paused_t)
+        if verdict is Verdict.STOP:
+            self.assembler.add_cut_off(heard)
+            log.info("barge-in: interruption (paused %.2f s)", t - overlap.paused_t)
+            return
+        rest = handle.rest_after(overlap.paused_t)
+        log.info("barge-in: backchannel, resuming (paused %.2f s)", t - overlap.paused_t)
+        if rest:
+            self._start_speech(rest, t, resume=True)
+
+    def _start_speech(
+        self, text: str, t: float, *, resume: bool = False, backchannel: bool = False
+    ) -> None:
+        handle = self.speech.say(text, t)
+        handle.resume, handle.backchannel = resume, backchannel
+        self.state.speech = handle
+        self._emit(SpeechStart(handle.start_t, text, resume))
+
+    def _stop_speech(self, t: float, reason: str) -> None:
+        handle = self.state.speech
+        if handle is None or handle.done:
+            return
+        handle.interrupt(t, reason)
+        assert handle.stopped_t is not None
+        if handle.stop_reason != "done":
+            self.assembler.add_cut_off(handle.said_until(handle.stopped_t))
+        self._emit(SpeechStop(handle.stopped_t, handle.stop_reason or "interrupted"))
+
+    def _finish_speech(self, t: float) -> None:
+        handle = self.state.speech
+        if handle is not None and not handle.done and handle.end_t <= t:
+            handle.finish()
+            self._emit(SpeechStop(handle.end_t, "done"))
+
+    def flush(self, t: float) -> None:
+        """End of input: let the current utterance play out (replay calls this last)."""
+        handle = self.state.speech
+        if handle is not None and not handle.done:
+            self._finish_speech(max(t, handle.end_t))
+
+    def _emit(self, ev: TimelineEvent) -> None:
+        self.sink(ev)
+
+
+HANDOFF_ACK = "On it. I'll work on that in the background."
+"""What the assistant says when it hands work off: the model's handoff text describes the task
+for the agent; it is never read out as if it were speech."""
+
+
+def speakable(kind: DecisionKind, text: str | None) -> str:
+    """The words to say for a finished reply: never a decision label, never a task spec."""
+    if kind is DecisionKind.HANDOFF:
+        return HANDOFF_ACK
+    words = (text or "").strip()
+    if words.strip(" .!\"'").lower() in LABEL_WORDS:
+        return ""
+    return words
+
+
+LABEL_WORDS = frozenset(k.value for k in DecisionKind)
+RETRY_LEAD = "In short, "
+"""How a second attempt starts after a reply that only copied the prompt or the user."""
+USER_COPY_SHARE = 0.75
+"""A reply with this share of the user's own words, in order, reads them back (``tandem eval
+replies`` found a 78 % echo that 0.8 let through)."""

@@ -1,0 +1,162 @@
+"""Typed frames: the only values that cross a stage boundary.
+
+Every frame is a small frozen, slotted dataclass. Inputs arrive on the data lane (bounded
+channels) or the control lane (never dropped, handled at once); the engine cuts the data
+that arrived in one 200 ms tick into a ``MicroTurn`` and answers with a ``Decision``.
+Times are seconds on the engine's clock (scenario time in replay, monotonic time live).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+TICK_S = 0.2
+"""The micro-turn period: input and output are cut into 200 ms slices."""
+
+
+class DecisionKind(enum.Enum):
+    """What the engine does at the end of a micro-turn."""
+
+    SILENT = "silent"
+    BACKCHANNEL = "backchannel"
+    SPEAK = "speak"
+    INTERJECT = "interject"
+    STOP = "stop"
+    HANDOFF = "handoff"
+
+
+# --- data lane -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TypedText:
+    """Text the user typed into Tandem's own box (a direct request)."""
+
+    t: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FocusChange:
+    """The focused application changed (``app`` is a WM_CLASS-like id)."""
+
+    t: float
+    app: str
+    title: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptDelta:
+    """New words from speech recognition; ``final`` closes the user's utterance."""
+
+    t: float
+    text: str
+    final: bool
+    prosody_complete: float | None = None
+    """A final's P(turn complete) from how the utterance sounded (Smart Turn), if scored in
+    time; the policy fuses it with the words (``hearing.endpoint.fuse``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdate:
+    """A background-agent task reported progress (the agent issue builds the producer)."""
+
+    t: float
+    task: str
+    summary: str
+    done: bool = False
+
+
+DataFrame = TypedText | FocusChange | TranscriptDelta | TaskUpdate
+
+
+# --- control lane --------------------------------------------------------------------------
+
+
+class ControlKind(enum.Enum):
+    """Control events outrank data and are never dropped."""
+
+    VOICE_ONSET = "voice_onset"
+    """The first window that sounds like the user: barge-in pauses on it, unconfirmed."""
+    USER_STARTED_SPEAKING = "user_started_speaking"
+    USER_STOPPED_SPEAKING = "user_stopped_speaking"
+    MUTE = "mute"
+    UNMUTE = "unmute"
+    LEASE_OPENED = "lease_opened"
+    """A sense got a lease from the gate (``text`` names the sense): put on the timeline."""
+    LEASE_REVOKED = "lease_revoked"
+    """A sense's lease was revoked (mute, kill switch, focus): it stopped capturing."""
+    STOP_SPEAKING = "stop_speaking"
+    FORCE_SAY = "force_say"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlEvent:
+    """A control event; ``text`` is the words of ``FORCE_SAY`` or the sense of ``LEASE_*``."""
+
+    t: float
+    kind: ControlKind
+    text: str = ""
+    voice_t: float | None = None
+    """``USER_STOPPED_SPEAKING``: when the voice really stopped (the VAD knows it only after
+    some quiet, at ``t``); the user's silence is counted from here."""
+
+
+# --- the micro-turn and its answer ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MicroTurn:
+    """Everything that arrived during one tick ``(t - TICK_S, t]``.
+
+    ``quiet`` ticks carry nothing new; the session does not pay tokens for them except an
+    occasional time marker (see ``engine.core.microturn``).
+    """
+
+    index: int
+    t: float
+    typed: tuple[str, ...] = ()
+    transcript: tuple[TranscriptDelta, ...] = ()
+    focus: FocusChange | None = None
+    tasks: tuple[TaskUpdate, ...] = ()
+    said: tuple[str, ...] = ()
+    cut_off: tuple[str, ...] = ()
+    user_speaking: bool = False
+    assistant_speaking: bool = False
+
+    @property
+    def quiet(self) -> bool:
+        """True when nothing new arrived in this tick."""
+        return not (
+            self.typed or self.transcript or self.focus or self.tasks or self.said or self.cut_off
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """The model's view: a probability per decision label, read from first-token logits."""
+
+    probs: dict[DecisionKind, float] = field(default_factory=dict)
+
+    def best(self) -> DecisionKind:
+        """The most probable label (SILENT when the model was not consulted)."""
+        if not self.probs:
+            return DecisionKind.SILENT
+        return max(self.probs, key=lambda k: self.probs[k])
+
+    def p(self, kind: DecisionKind) -> float:
+        """Probability of one label (0 when absent)."""
+        return self.probs.get(kind, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the policy disposed for one tick, and why (a short, content-free reason)."""
+
+    t: float
+    index: int
+    kind: DecisionKind
+    reason: str
+    consulted: bool

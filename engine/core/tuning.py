@@ -1,0 +1,407 @@
+"""Every tuning constant of the engine, named in one place with where its value came from.
+
+The constants stay in the modules that read them; this table names each one (``module`` and
+``attr``) and says in one line where its value came from. The first word of a source says
+what kind of source it is:
+
+- ``measured``: measured on the 2-core development machine (the JSON under
+  ``docs/measurements/`` or the command named);
+- ``format``: fixed by a model or a file format (Silero's window, Whisper's 16 kHz);
+- ``convention``: a usual value elsewhere (speaking rate, dBFS floors);
+- ``derived``: computed from other entries;
+- ``chosen``: a judgement, not measured (the commit that set it, where it helps).
+
+``tests/test_config.py`` fails when a module in ``TUNED_MODULES`` defines a module-level
+UPPER_CASE int or float that is not listed here, or when an entry no longer resolves; so no
+constant is added or renamed silently. The user's own knobs are not here: they are the
+configuration (``engine.config``; its ``turn_taking`` section is ``PolicyConfig``, whose
+defaults are listed below all the same). ``tandem config show --tuning`` prints the table.
+
+Values are looked up lazily (``Tuned.value``): the table imports none of the modules it lists
+(so the core does not depend on hearing, voice or the devices, and no native library loads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from dataclasses import dataclass
+
+KINDS = ("measured", "format", "convention", "derived", "chosen")
+
+TUNED_MODULES = (
+    "engine.core.frames",
+    "engine.core.engine",
+    "engine.core.policy",
+    "engine.core.microturn",
+    "engine.hearing.bargein",
+    "engine.hearing.endpoint",
+    "engine.hearing.pipeline",
+    "engine.hearing.listener",
+    "engine.hearing.vad",
+    "engine.hearing.echo",
+    "engine.senses.sound",
+    "engine.voice.handles",
+    "engine.voice.synthesis",
+    "engine.voice.playback",
+    "engine.voice.piper",
+    "engine.model.load",
+    "engine.model.session",
+    "engine.model.llama_backend",
+    "engine.model.remote_backend",
+    "engine.live",
+)
+"""The modules whose numeric constants this table must cover."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tuned:
+    """One constant: ``module.attr`` (``attr`` may be ``Class.parameter``: its default)."""
+
+    module: str
+    attr: str
+    source: str
+
+    @property
+    def name(self) -> str:
+        """``module.attr``."""
+        return f"{self.module}.{self.attr}"
+
+    def value(self) -> object:
+        """The value in force (imports the module)."""
+        obj: object = importlib.import_module(self.module)
+        head, _, param = self.attr.partition(".")
+        obj = getattr(obj, head)
+        if not param:
+            return obj
+        if dataclasses.is_dataclass(obj):
+            for f in dataclasses.fields(obj):
+                if f.name == param:
+                    return f.default
+            raise AttributeError(f"{self.name}: no such field")
+        if not callable(obj):
+            raise AttributeError(f"{self.name}: {head} is not a class")
+        default = inspect.signature(obj).parameters[param].default
+        if default is inspect.Parameter.empty:
+            raise AttributeError(f"{self.name}: no default")
+        return default
+
+
+def _t(module: str, attr: str, source: str) -> Tuned:
+    return Tuned(f"engine.{module}", attr, source)
+
+
+TUNING: tuple[Tuned, ...] = (
+    # --- the clock and the engine ----------------------------------------------------------
+    _t(
+        "core.frames",
+        "TICK_S",
+        "chosen: the design card's 200 ms micro-turn; append+decide takes 100-160 ms in it"
+        " (measured: tandem bench session, bench-session-2026-11-25-cpu2.json)",
+    ),
+    _t(
+        "core.engine",
+        "LIVE_BUDGET",
+        "chosen: 0.15 s of model time per live tick of 0.2 s (append first, then reply tokens);"
+        " 64 tokens caps a slice",
+    ),
+    _t(
+        "core.engine",
+        "MIN_SLICE_S",
+        "chosen: a reply slice gets at least 30 ms even when the append used the tick's budget",
+    ),
+    _t(
+        "core.engine",
+        "DATA_CAPACITY",
+        "chosen: data-lane bound (drop oldest), far above one tick's frames; not measured",
+    ),
+    _t(
+        "core.engine",
+        "USER_COPY_SHARE",
+        "measured 2026-12-02 (tandem eval replies, 46 questions): a 78 % read-back of the"
+        " question passed 0.8; 0.75 catches it",
+    ),
+    _t(
+        "model.session",
+        "WARM_REPLY_TOKENS",
+        "chosen: enough reply tokens at start-up to time the decoder, cheap on any machine",
+    ),
+    _t(
+        "hearing.endpoint",
+        "BROKEN_OFF",
+        "chosen: completeness gives 0.1-0.2 to words that cannot end a sentence, 0.9 to"
+        " whatever Whisper closed with a period",
+    ),
+    _t("hearing.endpoint", "WORDS_WEIGHT", "chosen with PROSODY_SURE (see there)"),
+    _t("hearing.endpoint", "PROSODY_WEIGHT", "chosen with PROSODY_SURE (see there)"),
+    _t(
+        "hearing.endpoint",
+        "LM_WEIGHT",
+        "chosen: half weight, not measured (nothing reads the model's end-of-turn yet)",
+    ),
+    _t(
+        "hearing.endpoint",
+        "PROSODY_UNSURE",
+        "measured 2026-12-02 on build-duplex scenarios: mid-sentence cuts scored 0.82-0.99",
+    ),
+    _t(
+        "hearing.endpoint",
+        "PROSODY_SURE",
+        "measured 2026-12-02: finished turns scored 0.97-0.99; simulated pause takeovers 12"
+        " -> 4 of 21 for +0.1 s turn latency",
+    ),
+    _t(
+        "core.microturn",
+        "MAX_ITEM_CHARS",
+        "chosen: a pasted file must not blow the 200 ms append budget",
+    ),
+    # --- turn-taking policy (defaults of the user's turn_taking settings) -------------------
+    _t(
+        "core.policy",
+        "MODEL_NUDGE",
+        "chosen (commit a6e02ea): a 135M model's logits shorten the end-point wait, never"
+        " decide it alone",
+    ),
+    _t(
+        "core.policy",
+        "PolicyConfig.eagerness",
+        "chosen: the middle; end-point 0.8 - 0.6 x eagerness s (0.5 s), answer threshold 0.3",
+    ),
+    _t(
+        "core.policy",
+        "PolicyConfig.max_wait_s",
+        "chosen: the 1.5 s silence cap of the previous engine (commit f92c6e7), now the wait"
+        " after words that broke off",
+    ),
+    _t("core.policy", "PolicyConfig.interject_threshold", "chosen: not measured yet"),
+    _t(
+        "core.policy",
+        "PolicyConfig.interject_cooldown_s",
+        "chosen: at most one unasked remark per 30 s; not measured yet",
+    ),
+    _t("core.policy", "PolicyConfig.backchannel_threshold", "chosen: not measured yet"),
+    _t(
+        "core.policy",
+        "PolicyConfig.backchannel_gap_s",
+        "chosen: no more than one mm-hmm per 4 s; not measured yet",
+    ),
+    _t(
+        "core.policy",
+        "PolicyConfig.model_stop_threshold",
+        "chosen: the model stops its own reply only when it is sure; not measured yet",
+    ),
+    # --- barge-in --------------------------------------------------------------------------
+    _t(
+        "hearing.bargein",
+        "BACKCHANNEL_MAX_S",
+        "chosen (commit 5880c68): a backchannel is short; checked by tandem eval duplex"
+        " (7 real AMI backchannels, eval-duplex-2026-11-25-cpu2.json)",
+    ),
+    _t(
+        "hearing.bargein",
+        "ONSET_CONFIRM_S",
+        "derived: VadStream's min_speech_s (0.1 s) plus a 0.1 s margin (commit a6e02ea)",
+    ),
+    _t(
+        "hearing.bargein",
+        "TRANSCRIPT_WAIT_S",
+        "measured: live recognition on the busy 2-core machine took over 1 s (issue 8); 0.6 s"
+        " resumed over users who had only paused; a safety net, the final decides",
+    ),
+    # --- hearing ---------------------------------------------------------------------------
+    _t(
+        "hearing.pipeline",
+        "ASR_BASE_S",
+        "measured: Whisper tiny.en, 2 threads, beam 5 on the 2-core CPU: 0.30 s for 0.5 s of"
+        " audio, 0.38 s for 4 s, 0.62 s for 11 s (commit a6e02ea)",
+    ),
+    _t("hearing.pipeline", "ASR_PER_S", "measured: with ASR_BASE_S, the slope of that fit"),
+    _t(
+        "hearing.pipeline",
+        "SPECULATE_AFTER_S",
+        "chosen (commit a6e02ea): shorter dips are mid-word; recognition then overlaps the"
+        " end-point's wait",
+    ),
+    _t(
+        "hearing.pipeline",
+        "PARTIAL_EVERY_S",
+        "chosen: a partial transcript about once a second, for the panel and barge-in",
+    ),
+    _t(
+        "hearing.pipeline",
+        "ONSET_ECHO_MAX",
+        "measured (commit 021cbe3): on the device tests' open-speaker echo path; the echo"
+        " gate itself stops at 0.75",
+    ),
+    _t(
+        "hearing.pipeline",
+        "ONSET_WINDOWS_WITH_ECHO",
+        "measured (commit 021cbe3): one unexplained window paused the assistant for its own"
+        " echo; two in a row did not",
+    ),
+    _t(
+        "hearing.pipeline",
+        "SILENCE_FLOOR",
+        "measured (commit 95cdb06): Silero's memory scored digital silence as speech; -60 dBFS",
+    ),
+    _t("hearing.pipeline", "PAD_S", "chosen (commit 3a3650c): no word is clipped at the start"),
+    _t("hearing.pipeline", "MAX_UTTERANCE_S", "format: Whisper's encoder sees a 30 s window"),
+    _t("hearing.pipeline", "RATE", "format: Silero VAD and Whisper take 16 kHz"),
+    _t("hearing.vad", "WINDOW", "format: Silero VAD v6 takes 512-sample windows at 16 kHz"),
+    _t("hearing.vad", "CONTEXT", "format: Silero VAD v6 carries 64 samples of context"),
+    _t("hearing.vad", "RATE", "format: Silero VAD runs at 16 kHz"),
+    _t("hearing.vad", "WINDOW_S", "derived: WINDOW / RATE (32 ms)"),
+    _t(
+        "hearing.vad",
+        "VadStream.threshold",
+        "convention: Silero's own default speech threshold; VAD F1 0.937 on the TEN test set"
+        " (eval-vad-2026-11-25-cpu2.json)",
+    ),
+    _t("hearing.vad", "VadStream.min_silence_s", "chosen: quiet that ends a VAD segment"),
+    _t("hearing.vad", "VadStream.min_speech_s", "chosen: speech that confirms a voice onset"),
+    _t(
+        "hearing.echo",
+        "EchoGate.max_delay_s",
+        "measured (commit 95cdb06): the echo delay of the private PulseAudio's open-speaker"
+        " path fits in 0.8 s",
+    ),
+    _t(
+        "hearing.echo",
+        "EchoGate.threshold",
+        "measured (commit 95cdb06): correlation above which a window is the assistant's echo",
+    ),
+    # --- the hearing thread ----------------------------------------------------------------
+    _t(
+        "hearing.listener",
+        "LEASE_POLL_S",
+        "chosen: unmute is heard within 50 ms; asking the gate while muted writes nothing",
+    ),
+    _t(
+        "hearing.listener",
+        "RETRY_S",
+        "measured: a lost microphone reopens 0.57 s after it is back (tests/test_mic_devices.py,"
+        " mic-recovery-2026-11-25-cpu2.json)",
+    ),
+    _t(
+        "hearing.listener",
+        "WATCHDOG_S",
+        "measured: a frozen sound server is reported lost after 1.0 s"
+        " (mic-recovery-2026-11-25-cpu2.json)",
+    ),
+    _t(
+        "hearing.listener",
+        "START_GRACE_S",
+        "measured (commit 8a6a631): a fresh PulseAudio stream's first block takes up to ~2 s",
+    ),
+    _t(
+        "hearing.listener",
+        "REF_LEAD",
+        "chosen (commit 95cdb06): the echo reference runs at most two 20 ms blocks ahead",
+    ),
+    _t("hearing.listener", "POLL_S", "derived: one 20 ms audio block (senses.sound.BLOCK_S)"),
+    _t(
+        "hearing.listener",
+        "LEVEL_S",
+        "chosen: level windows of 100 ms; the terminal prints at most 5 lines/s",
+    ),
+    _t("hearing.listener", "CLIP", "convention: a sample at -0.09 dBFS or above is clipping"),
+    _t("hearing.listener", "FLOOR_DBFS", "convention: the floor that stands in for log(0)"),
+    # --- devices ---------------------------------------------------------------------------
+    _t("senses.sound", "BLOCK_S", "chosen (commit c87cefe): 20 ms PortAudio blocks"),
+    _t(
+        "senses.sound",
+        "OUTPUT_LATENCY_S",
+        "measured 2026-12-02 (private PulseAudio, play to monitor): default 0.04 s gave 55-60 ms"
+        " with ALSA underruns, 0.06 s 70-80 ms and none, 0.1 s 155-165 ms",
+    ),
+    _t("senses.sound", "RING_S", "chosen: 5 s of blocks in each ring (drop oldest)"),
+    _t(
+        "senses.sound",
+        "OPEN_TIMEOUT_S",
+        "chosen (commit 8a6a631): a device that does not open in 3 s is reported",
+    ),
+    _t(
+        "senses.sound",
+        "CLOSE_TIMEOUT_S",
+        "chosen (commit 8a6a631): a stalled close is left to finish on its own after 1 s",
+    ),
+    _t(
+        "senses.sound",
+        "RESCAN_S",
+        "measured: a device back in ALSA's list is heard again after 1.1 s with rescans 2 s"
+        " apart (mic-recovery-2026-11-25-cpu2.json)",
+    ),
+    # --- voice -----------------------------------------------------------------------------
+    _t("voice.handles", "WORDS_PER_S", "convention: ~156 words a minute, a calm speaking rate"),
+    _t(
+        "voice.synthesis",
+        "CLAUSE_CHARS",
+        "chosen (commit 92f003b): a longer sentence is synthesised clause by clause",
+    ),
+    _t(
+        "voice.synthesis",
+        "PIPER_BASE_S",
+        "measured: tandem bench tts 2026-11-25, piper with 1 thread: first audio 165-200 ms for"
+        " a 2.3 s sentence (bench-tts-2026-11-25-cpu2.json)",
+    ),
+    _t(
+        "voice.synthesis",
+        "PIPER_RTF",
+        "measured: tandem bench tts 2026-11-25, piper with 1 thread: RTF 0.071-0.080",
+    ),
+    _t(
+        "voice.synthesis",
+        "ESPEAK_S",
+        "measured: tandem bench tts 2026-11-25, espeak-ng: 7.4 ms to first audio",
+    ),
+    _t(
+        "voice.piper",
+        "MAX_PHONEMES",
+        "chosen: longer phoneme runs are cut at a word (attention cost grows with the square)",
+    ),
+    _t(
+        "voice.piper",
+        "PEAK",
+        "chosen: piper normalises each sentence to full scale; headroom for resampling",
+    ),
+    # --- the model -------------------------------------------------------------------------
+    _t(
+        "model.load",
+        "DEFAULT_N_CTX",
+        "measured: tandem bench session, flatness 1.5 at a 2,048 window vs 2.3 at 4,096"
+        " (bench-session-2026-11-25-cpu2.json)",
+    ),
+    _t(
+        "model.session",
+        "MAX_REPLY_CHARS",
+        "chosen: about 60 tokens, a sentence or two; longer work is a handoff",
+    ),
+    _t("model.session", "RECAP_ITEMS", "chosen: the rolling recap keeps its last three lines"),
+    _t(
+        "model.session",
+        "RECAP_ITEM_CHARS",
+        "chosen: ~30 tokens (~150 ms on the CPU), so one recap line is written per quiet tick",
+    ),
+    _t(
+        "model.llama_backend",
+        "REPEAT_PENALTY",
+        "chosen (commit 8356310): repetition penalty on greedy reply tokens; not measured",
+    ),
+    _t(
+        "model.llama_backend",
+        "REPEAT_WINDOW",
+        "chosen (commit 8356310): tokens the repetition penalty looks back",
+    ),
+    _t(
+        "model.remote_backend",
+        "TOP_LOGPROBS",
+        "chosen: enough of the server's top log-probabilities to find each decision label",
+    ),
+    _t(
+        "model.remote_backend",
+        "ERROR_BODY_CHARS",
+        "chosen: an error line quotes at most 200 characters of the server's answer",
+    ),
+)
+"""The table, grouped by stage."""

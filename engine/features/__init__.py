@@ -1,1 +1,0 @@
-"""Features computed from the senses: voice activity, speech recognition (later OCR)."""

@@ -1,0 +1,115 @@
+"""Barge-in: stop at once when the user talks over the assistant, resume after a backchannel.
+
+The moment the first window sounds like the user during playback (``VOICE_ONSET``) the
+assistant *pauses* (queued audio is flushed): the stop time is bounded by voice detection, not
+by the 200 ms tick. An onset the VAD does not confirm within ``ONSET_CONFIRM_S`` resumes.
+What happens next depends on what the overlap turns out to be:
+
+- the user keeps talking past ``BACKCHANNEL_MAX_S``, or says real words -> the stop is final
+  and the user has the floor;
+- the user stops quickly and the transcript is a backchannel ("mm-hmm", "yeah", "right") or
+  nothing at all (a cough, a knock) -> the assistant resumes where it paused.
+
+Pure decisions on small values; the engine owns the speech handles and emits the events.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+BACKCHANNEL_MAX_S = 1.0
+"""Longest overlap (pause to detected end of the user's speech) still taken as a backchannel."""
+ONSET_CONFIRM_S = 0.2
+"""How long a pause on a bare voice onset waits for the VAD to confirm speech (it needs
+``min_speech_s``, 0.1 s) before taking the onset as a click or a breath and resuming."""
+TRANSCRIPT_WAIT_S = 2.5
+"""A safety net only: hearing always delivers a final for an utterance (an empty one when it
+had no words), and that final decides. Live, recognition on a busy 2-core machine can take
+over a second; resuming before it arrives spoke over users who had only paused for breath."""
+
+BACKCHANNEL_WORDS = frozenset(
+    {
+        "mm",
+        "mhm",
+        "mmhmm",
+        "hmm",
+        "hm",
+        "uh",
+        "huh",
+        "uhhuh",
+        "um",
+        "ah",
+        "oh",
+        "yeah",
+        "yep",
+        "yes",
+        "yup",
+        "ok",
+        "okay",
+        "right",
+        "sure",
+        "alright",
+        "i",
+        "see",
+        "got",
+        "it",
+        "cool",
+        "nice",
+        "great",
+        "true",
+        "exactly",
+        "indeed",
+        "really",
+        "wow",
+        "go",
+        "on",
+    }
+)
+_WORD = re.compile(r"[a-z']+")
+
+
+def is_backchannel(text: str) -> bool:
+    """True for a short acknowledgement ("Mm-hmm.", "Yeah, right.", "I see") or nothing."""
+    words = _WORD.findall(text.lower().replace("-", ""))
+    return len(words) <= 3 and all(w in BACKCHANNEL_WORDS for w in words)
+
+
+class Verdict(enum.Enum):
+    """What to do with a paused utterance."""
+
+    WAIT = "wait"
+    RESUME = "resume"
+    STOP = "stop"
+
+
+@dataclass(slots=True)
+class Overlap:
+    """The user started talking over the assistant at ``paused_t``."""
+
+    paused_t: float
+    confirmed: bool = True
+    """The VAD confirmed speech (a pause on a bare onset is not, yet: it may be a click)."""
+    user_stopped_t: float | None = None
+
+    def on_tick(self, t: float, user_speaking: bool) -> Verdict:
+        """Decide on time alone: a long overlap stops; silence with no transcript resumes."""
+        if not self.confirmed and not user_speaking and t - self.paused_t > ONSET_CONFIRM_S:
+            return Verdict.RESUME
+        if user_speaking and t - self.paused_t > BACKCHANNEL_MAX_S:
+            return Verdict.STOP
+        if self.user_stopped_t is not None and t - self.user_stopped_t > TRANSCRIPT_WAIT_S:
+            return Verdict.RESUME
+        return Verdict.WAIT
+
+    def on_user_stopped(self, t: float) -> Verdict:
+        """The user's speech ended at ``t``: too long is an interruption, else wait for words."""
+        self.user_stopped_t = t
+        return Verdict.STOP if t - self.paused_t > BACKCHANNEL_MAX_S else Verdict.WAIT
+
+    def on_transcript(self, text: str) -> Verdict:
+        """What the user said decides it (only once they have stopped)."""
+        if self.user_stopped_t is None:
+            return Verdict.WAIT if is_backchannel(text) else Verdict.STOP
+        return Verdict.RESUME if is_backchannel(text) else Verdict.STOP

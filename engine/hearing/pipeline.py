@@ -1,0 +1,389 @@
+"""Hearing: microphone audio to voice-activity control events and transcripts.
+
+``Hearing`` is fed 16 kHz mono audio in blocks of any size. VAD runs on every 32 ms window and
+gives control events (the engine handles them at once):
+
+- ``VOICE_ONSET`` on the first window that sounds like the user (after the echo gate). Barge-in
+  pauses the assistant on it; ``USER_STARTED_SPEAKING`` confirms it ``min_speech_s`` later, or
+  the engine resumes (a click, a breath);
+- ``USER_STARTED_SPEAKING`` / ``USER_STOPPED_SPEAKING`` with the VAD's hysteresis.
+
+Recognition is pipelined so that the final transcript is ready soon after the voice stops:
+
+- a partial transcript every ``PARTIAL_EVERY_S`` of speech, when the recogniser is idle (for
+  the panel and for barge-in, never queued in front of a final);
+- the final is transcribed *speculatively* once the user has been quiet ``SPECULATE_AFTER_S``:
+  when the end-point confirms the silence, that text is the final, so the end-point's wait
+  and recognition overlap; when the user goes on, it is dropped.
+
+Recognition runs on an ``AsrRunner``. Live it is ``ThreadedAsr``: Whisper on its own thread,
+so the VAD never waits for it. Replay must be deterministic, so ``ModeledAsr`` places each
+result at the latency measured on this CPU (``asr_latency``), one job at a time like the real
+thread. Both stages are causal: ``hear`` over a recording gives the timeline streaming gives.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from engine.core.frames import ControlEvent, ControlKind, TranscriptDelta
+from engine.hearing.asr import Recognizer
+from engine.hearing.echo import EchoGate
+from engine.hearing.smart_turn import TurnScorer
+from engine.hearing.vad import WINDOW, SileroVad, VadStream
+
+log = logging.getLogger(__name__)
+
+ASR_BASE_S = 0.32
+ASR_PER_S = 0.03
+"""Whisper tiny.en latency here (2 threads, beam 5): ~0.32 s whatever the length (its encoder
+always sees a 30 s window) plus ~0.03 s per second of audio (0.5 s: 0.30, 4 s: 0.38,
+11 s: 0.62 s measured)."""
+SPECULATE_AFTER_S = 0.15
+"""Quiet after which the final is transcribed speculatively (shorter dips are mid-word). The
+audio goes up to that moment: a faint last word ("...selfish is") that the VAD already
+scored as quiet is still heard."""
+PARTIAL_EVERY_S = 1.0
+ONSET_ECHO_MAX = 0.5
+"""While the assistant's voice may come back (open speakers), an onset needs windows the
+reference clearly does not explain (correlation under this, where the echo gate stops at
+0.75) ..."""
+ONSET_WINDOWS_WITH_ECHO = 2
+"""... and two of them in a row: pausing the assistant for its own echo is the one thing
+barge-in must never do. With nothing playing, one voiced window is an onset."""
+SILENCE_FLOOR = 1e-3
+"""Peak amplitude (-60 dBFS) under which a window is silence, whatever the VAD's memory says."""
+PAD_S = 0.1
+"""Audio kept before a detected start, so no word is clipped."""
+MAX_UTTERANCE_S = 30.0
+RATE = 16_000
+
+
+def asr_latency(seconds_of_audio: float) -> float:
+    """Modelled recognition time for ``seconds_of_audio`` (see ``ASR_BASE_S``)."""
+    return ASR_BASE_S + ASR_PER_S * seconds_of_audio
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """One timed result of hearing: a control event or a transcript."""
+
+    t: float
+    control: ControlEvent | None = None
+    transcript: TranscriptDelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recognized:
+    """A finished recognition job; ``ready_t`` is its modelled time (None: it is ready now)."""
+
+    job: int
+    text: str
+    ready_t: float | None = None
+
+
+class AsrRunner(Protocol):
+    """Runs recognition jobs in order, one at a time."""
+
+    def submit(self, job: int, samples: np.ndarray, t: float) -> None:
+        """Queue ``samples`` (requested at stream time ``t``)."""
+        ...
+
+    def idle(self, t: float) -> bool:
+        """Nothing queued or running at stream time ``t``."""
+        ...
+
+    def results(self) -> list[Recognized]:
+        """Jobs finished since the last call."""
+        ...
+
+    def close(self) -> None:
+        """Stop once the jobs already queued are done."""
+        ...
+
+
+class ModeledAsr:
+    """Replay: recognise at once, but time each result as the real thread would finish it."""
+
+    def __init__(self, asr: Recognizer) -> None:
+        self.asr = asr
+        self._free_at = 0.0
+        self._done: list[Recognized] = []
+
+    def submit(self, job: int, samples: np.ndarray, t: float) -> None:
+        """Recognise now; ready after the queue ahead of it and the modelled latency."""
+        text = self.asr.transcribe(samples).text
+        self._free_at = max(t, self._free_at) + asr_latency(len(samples) / RATE)
+        self._done.append(Recognized(job, text, round(self._free_at, 3)))
+
+    def idle(self, t: float) -> bool:
+        """Free once the last modelled job has finished."""
+        return self._free_at <= t
+
+    def results(self) -> list[Recognized]:
+        """Everything submitted so far (each carries its modelled time)."""
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+class ThreadedAsr:
+    """Live: Whisper on its own thread (one owner for the model; the VAD never waits)."""
+
+    def __init__(self, asr: Recognizer) -> None:
+        self.asr = asr
+        self._jobs: queue.Queue[tuple[int, np.ndarray] | None] = queue.Queue()
+        self._done: deque[Recognized] = deque()
+        self._lock = threading.Lock()
+        self._pending = 0  # jobs submitted and not yet in ``_done``, under ``_lock``
+        self._thread = threading.Thread(target=self._run, name="tandem-asr")
+        self._thread.start()
+
+    def submit(self, job: int, samples: np.ndarray, t: float) -> None:
+        """Queue a job for the recogniser thread."""
+        with self._lock:
+            self._pending += 1
+        self._jobs.put((job, samples))
+
+    def idle(self, t: float) -> bool:
+        """No job queued or running."""
+        with self._lock:
+            return self._pending == 0
+
+    def results(self) -> list[Recognized]:
+        """Jobs finished since the last call (deque pops are atomic)."""
+        out = []
+        while self._done:
+            out.append(self._done.popleft())
+        return out
+
+    def close(self) -> None:
+        """Stop the thread once the queued jobs are done (a Whisper call is not interruptible)."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, samples = item
+            try:
+                text = self.asr.transcribe(samples).text
+            except Exception as e:  # a failed job must still end its utterance (as no words)
+                log.warning("asr: a recognition job failed (%s)", type(e).__name__)
+                text = ""
+            with self._lock:
+                self._done.append(Recognized(job, text))
+                self._pending -= 1
+
+
+@dataclass(slots=True)
+class _Final:
+    """The final transcript of an utterance, waiting for its recognition job."""
+
+    job: int
+    decided_t: float
+    text: str | None = None
+    ready_t: float | None = None
+    prosody: float | None = None
+    prosody_t: float | None = None
+
+
+class Hearing:
+    """Streaming VAD + pipelined ASR (fed by one thread)."""
+
+    def __init__(
+        self,
+        vad: SileroVad,
+        asr: Recognizer | AsrRunner,
+        stream: VadStream | None = None,
+        echo: EchoGate | None = None,
+        turn: TurnScorer | None = None,
+    ) -> None:
+        self.vad, self.echo, self.turn = vad, echo, turn
+        self.runner: AsrRunner = ThreadedAsr(asr) if isinstance(asr, Recognizer) else asr
+        self.stream = stream or VadStream()
+        self.vad.reset()
+        self._pending = np.zeros(0, dtype=np.float32)  # samples not yet scored
+        self._audio: list[np.ndarray] = []  # recent audio, for the utterance being spoken
+        self._audio_start = 0  # sample index of _audio[0]
+        self._scored = 0  # samples scored so far
+        self._start: float | None = None
+        self._jobs = 0
+        self._partials: set[int] = set()  # partial jobs of the open utterance
+        self._spec: _Final | None = None  # speculative final for the current quiet stretch
+        self._spec_end: float | None = None
+        self._finals: list[_Final] = []
+        self._next_partial = 0.0
+        self.level = 0.0  # RMS of the last block, for a level meter
+        self.dropped_speculations = 0
+        self._clear_run = 0  # voiced windows in a row that are clearly not echo
+        self._onset_sent = False
+
+    def push(self, samples: np.ndarray) -> list[Heard]:
+        """Feed 16 kHz mono samples; returns what was heard (time = position in the stream)."""
+        if len(samples):
+            self.level = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+        self._audio.append(samples.astype(np.float32, copy=False))
+        self._pending = np.concatenate([self._pending, samples])
+        out: list[Heard] = []
+        while len(self._pending) >= WINDOW:
+            window, self._pending = self._pending[:WINDOW], self._pending[WINDOW:]
+            self._scored += WINDOW
+            out.extend(self._window(window, self._scored / RATE))
+        out.extend(self._collect(self._scored / RATE))
+        self._trim()
+        return out
+
+    def finish(self) -> list[Heard]:
+        """End of the stream: close an utterance still open and wait for its transcript."""
+        t_end = self._scored / RATE
+        out: list[Heard] = []
+        if self._start is not None:
+            out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STOPPED_SPEAKING)))
+            self._end_utterance(t_end, t_end)
+        self.runner.close()  # a thread finishes the jobs queued before it stops
+        if self.turn is not None:
+            self.turn.close()
+        out.extend(self._collect(t_end))
+        return out
+
+    def close(self) -> None:
+        """Stop the recogniser and the turn scorer."""
+        self.runner.close()
+        if self.turn is not None:
+            self.turn.close()
+
+    # --- per window ----------------------------------------------------------------------
+
+    def _window(self, window: np.ndarray, t_end: float) -> list[Heard]:
+        prob = self.vad.score(window)
+        if prob >= self.stream.off_threshold and float(np.abs(window).max()) < SILENCE_FLOOR:
+            prob = 0.0  # Silero's memory keeps scoring high over digital silence: not speech
+        echo = self.echo
+        corr = 0.0
+        if echo is not None and prob >= self.stream.off_threshold:
+            corr = echo.correlation(window)
+            if corr >= echo.threshold:
+                prob = 0.0  # the assistant's own voice coming back: not the user
+                echo.echo_windows += 1
+        was_speaking = self.stream.speaking
+        ev = self.stream.push(t_end, prob)
+        out: list[Heard] = []
+        clear = prob >= self.stream.threshold and corr < ONSET_ECHO_MAX
+        self._clear_run = self._clear_run + 1 if clear else 0
+        need = ONSET_WINDOWS_WITH_ECHO if echo is not None and echo.active else 1
+        if not was_speaking and not self._onset_sent and self._clear_run >= need:
+            self._onset_sent = True
+            out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.VOICE_ONSET)))
+        if not self.stream.rising and not self.stream.speaking:
+            self._onset_sent = False  # the candidate died, or the utterance ended
+        if ev is not None and ev.speech:
+            self._start, self._partials = ev.t, set()
+            self._next_partial = ev.t + PARTIAL_EVERY_S
+            out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STARTED_SPEAKING)))
+        elif ev is not None:
+            stopped = ControlEvent(t_end, ControlKind.USER_STOPPED_SPEAKING, voice_t=ev.t)
+            out.append(Heard(t_end, control=stopped))
+            self._end_utterance(ev.t, t_end)
+        elif self._start is not None:
+            self._while_speaking(t_end)
+        return out
+
+    def _while_speaking(self, t_end: float) -> None:
+        assert self._start is not None
+        quiet = self.stream.quiet_since
+        if quiet is None and self._spec is not None:
+            self._spec = self._spec_end = None  # the user went on: that was not the end
+            self.dropped_speculations += 1
+        if quiet is not None and self._spec is None and t_end - quiet >= SPECULATE_AFTER_S:
+            self._spec = _Final(self._submit(self._start, t_end, t_end, final=True), t_end)
+            self._spec_end = quiet
+        if quiet is None and t_end >= self._next_partial and self.runner.idle(t_end):
+            self._partials.add(self._submit(self._start, t_end, t_end))
+            self._next_partial = t_end + PARTIAL_EVERY_S
+        if t_end - self._start > MAX_UTTERANCE_S:  # a monologue: transcribe it in parts
+            self._finals.append(_Final(self._submit(self._start, t_end, t_end, final=True), t_end))
+            self._start, self._spec, self._spec_end = t_end, None, None
+
+    def _end_utterance(self, end: float, decided: float) -> None:
+        """The voice stopped at ``end`` (known at ``decided``): its final transcript."""
+        assert self._start is not None
+        if self._spec is not None and self._spec_end == end:
+            final = self._spec  # recognised while the end-point waited
+            final.decided_t = decided
+        else:
+            job = self._submit(self._start, end + SPECULATE_AFTER_S, decided, final=True)
+            final = _Final(job, decided)
+        self._finals.append(final)
+        self._start, self._spec, self._spec_end = None, None, None
+
+    def _submit(self, start: float, end: float, t: float, *, final: bool = False) -> int:
+        buf = np.concatenate(self._audio) if self._audio else np.zeros(0, dtype=np.float32)
+        a = max(0, int((start - PAD_S) * RATE) - self._audio_start)
+        b = max(a, int(end * RATE) - self._audio_start)
+        self._jobs += 1
+        self.runner.submit(self._jobs, buf[a:b], t)
+        if final and self.turn is not None:  # scored beside the recogniser, not after it
+            self.turn.submit(self._jobs, buf[a:b], t)
+        return self._jobs
+
+    def _collect(self, now: float) -> list[Heard]:
+        """Turn finished jobs into transcripts: partials as they come, finals in order."""
+        out: list[Heard] = []
+        if self.turn is not None:
+            for score in self.turn.results():
+                for f in (*self._finals, *([self._spec] if self._spec is not None else [])):
+                    if f.job == score.job:
+                        f.prosody, f.prosody_t = score.complete, score.ready_t
+        for r in self.runner.results():
+            t = r.ready_t if r.ready_t is not None else now
+            pending = [f for f in self._finals if f.job == r.job]
+            if self._spec is not None and self._spec.job == r.job:
+                pending = [self._spec]
+            if pending:
+                pending[0].text, pending[0].ready_t = r.text, t
+            elif r.job in self._partials and r.text:
+                out.append(Heard(t, transcript=TranscriptDelta(t=t, text=r.text, final=False)))
+        while self._finals and self._finals[0].text is not None:
+            f = self._finals.pop(0)
+            t = round(max(f.decided_t, f.ready_t or now), 3)
+            # The prosody score only if it was ready by then (replay models its time); the
+            # transcript never waits for it.
+            prosody = f.prosody if f.prosody_t is None or f.prosody_t <= t else None
+            # an empty final says "that voice activity had no words" (a cough): it matters
+            delta = TranscriptDelta(t=t, text=f.text or "", final=True, prosody_complete=prosody)
+            out.append(Heard(t, transcript=delta))
+        return out
+
+    def _trim(self) -> None:
+        """Keep only what an open utterance (plus padding) may still need."""
+        keep_from = int(
+            ((self._start if self._start is not None else self._scored / RATE) - PAD_S) * RATE
+        )
+        total = sum(len(a) for a in self._audio)
+        if keep_from - self._audio_start > RATE and total > RATE:
+            buf = np.concatenate(self._audio)
+            cut = max(0, keep_from - self._audio_start)
+            self._audio = [buf[cut:]]
+            self._audio_start += cut
+
+
+def hear(
+    samples: np.ndarray, vad: SileroVad, asr: Recognizer, turn: TurnScorer | None = None
+) -> list[Heard]:
+    """Run hearing over a whole recording (16 kHz mono), as if it were streamed."""
+    hearing = Hearing(vad, ModeledAsr(asr), turn=turn)
+    out: list[Heard] = []
+    step = int(0.2 * RATE)  # the live block size does not change the result
+    for i in range(0, len(samples), step):
+        out.extend(hearing.push(samples[i : i + step]))
+    out.extend(hearing.finish())
+    return sorted(out, key=lambda h: h.t)

@@ -1,0 +1,2 @@
+"""The voice: synthesis (piper, the espeak-ng child), playback of utterances as
+interruptible speech handles."""
