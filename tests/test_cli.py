@@ -116,7 +116,7 @@ def test_bench_session_prints_the_contract() -> None:
         "--hours",
         "0.02",
         "--n-ctx",
-        "512",
+        "1024",
         "--reps",
         "2",
         "--threads",
@@ -143,4 +143,4 @@ def test_bench_session_prints_the_contract() -> None:
         "max_context_tokens",
         "dropped_ticks",
     } <= long.keys()
-    assert long["ticks"] == 360 and long["max_context_tokens"] <= 512
+    assert long["ticks"] == 360 and long["max_context_tokens"] <= 1024

@@ -24,7 +24,8 @@ from engine.model.session import ModelSession, load_prompt
 from tests.fakes import FakeBackend
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_ANSWER = "A copy of the string without leading and trailing whitespace."
+EXAMPLE_ANSWER = "It returns a new string with the whitespace at both ends removed."
+OLD_EXAMPLE = "A copy of the string without leading and trailing whitespace."
 
 
 # --- the fact matcher --------------------------------------------------------------------
@@ -87,19 +88,19 @@ def test_facts_found_counts_each_fact_once() -> None:
 @pytest.mark.parametrize(
     ("reply", "source", "copied"),
     [
-        (EXAMPLE_ANSWER, EXAMPLE_ANSWER, True),
-        ("a copy of the string, without leading and trailing whitespace", EXAMPLE_ANSWER, True),
+        (OLD_EXAMPLE, OLD_EXAMPLE, True),
+        ("a copy of the string, without leading and trailing whitespace", OLD_EXAMPLE, True),
         (
             "It returns a copy of the string without leading and trailing whitespace.",
-            EXAMPLE_ANSWER,
+            OLD_EXAMPLE,
             True,
         ),  # 10 of its 12 words
         (
             "It returns a copy of the string without leading and trailing spaces.",
-            EXAMPLE_ANSWER,
+            OLD_EXAMPLE,
             False,
         ),  # 9 of 12: under the 80 % line
-        ("git rebase replays your commits on top of the other branch.", EXAMPLE_ANSWER, False),
+        ("git rebase replays your commits on top of the other branch.", OLD_EXAMPLE, False),
         ("I will say nothing of my antecedents.", "I will say nothing of my antecedents", True),
         ("Why would git rebase mess up my branch?", "why would git rebase mess up my branch", True),
         (
@@ -114,7 +115,7 @@ def test_facts_found_counts_each_fact_once() -> None:
         ("anything", "", False),
         ("...", "...", False),  # no words, no copy
         # shared single words scattered in order are not a copy
-        ("the string is a copy and the whitespace is gone", EXAMPLE_ANSWER, False),
+        ("the string is a copy and the whitespace is gone", OLD_EXAMPLE, False),
     ],
 )
 def test_copies(reply: str, source: str, copied: bool) -> None:
@@ -131,7 +132,7 @@ def test_overlap_and_words() -> None:
     ("reply", "passage", "found"),
     [
         (f"Sure. {EXAMPLE_ANSWER} Also rebase.", EXAMPLE_ANSWER, True),
-        ("a copy of the string", EXAMPLE_ANSWER, False),  # only part of it
+        ("a new string", EXAMPLE_ANSWER, False),  # only part of it
         ("Start by running the tests.", "running the tests", False),  # too short to look for
     ],
 )
@@ -145,7 +146,7 @@ def test_contains(reply: str, passage: str, found: bool) -> None:
         (EXAMPLE_ANSWER, EXAMPLE_ANSWER),
         (f"Git rebase. {EXAMPLE_ANSWER}", EXAMPLE_ANSWER),
         ("Stay silent unless you are asked something.", "Stay silent unless"),
-        ("Keep answers short and useful.", "Keep answers short and useful."),
+        ("Stay silent unless you are asked something or see something important.", "Stay silent"),
         ("hmm, let me think", "hmm let me think"),
         ("the user typed to you", "the time in seconds"),
         ("Rebase replays your commits onto the new base, so their hashes change.", None),
@@ -299,18 +300,17 @@ def test_command_end_to_end_json(
     assert 0.0 < first["first_audio_s"] < 8.0
 
 
-def test_command_flags_a_reply_that_copies_the_prompt(
+def test_a_model_that_only_copies_the_prompt_is_never_heard_saying_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The engine's copy guard tries another opening, then drops it: nothing copied is spoken.
     fake_model(monkeypatch, EXAMPLE_ANSWER)
     assert cli.main(["eval", "replies", str(two_questions(tmp_path)), "--limit", "1"]) == 0
     out = capsys.readouterr().out
-    assert "[copies the prompt]" in out
-    assert "copy rate 100.0%" in out
-    assert "answered 1/1" in out
+    assert "copy rate 0.0%" in out and "answered 0/1" in out
 
 
-def test_command_flags_a_reply_that_copies_the_user(
+def test_a_model_that_reads_the_user_back_is_never_heard_saying_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_model(monkeypatch, "Why would git rebase mess up my branch?")
@@ -318,7 +318,7 @@ def test_command_flags_a_reply_that_copies_the_user(
         cli.main(["eval", "replies", str(two_questions(tmp_path)), "--json", "--limit", "1"]) == 0
     )
     (row,) = json.loads(capsys.readouterr().out)["replies"]
-    assert row["copies_user"] and not row["copies_prompt"]
+    assert row["reply"] == "" and not row["copies_user"]
 
 
 def test_command_malformed_file_is_one_line_and_exit_2(

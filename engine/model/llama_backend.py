@@ -123,7 +123,7 @@ class LlamaBackend:
         if len(tokens) >= self.n_ctx // 2:
             raise EngineError(
                 f"the pinned prompt is {len(tokens)} tokens: a {self.n_ctx}-token window is too "
-                "small (use --n-ctx 512 or more)"
+                f"small (use --n-ctx {2 ** (2 * len(tokens)).bit_length()} or more)"
             )
         snap = self._prefix_snapshot
         if snap is not None and list(snap.tokens) == list(tokens[:-1]):
