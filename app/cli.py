@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     tts = bsub.add_parser("tts", help="voices: load time, first audio, real-time factor")
     tts.add_argument("--json", action="store_true")
     tts.add_argument("--runs", type=int, default=3, help="runs per voice (medians)")
+    gate = bsub.add_parser("gate", help="permission decision cost with 10 and 1,000 user rules")
+    gate.add_argument("--json", action="store_true")
+    gate.add_argument("--requests", type=int, default=4000, help="decisions timed per row")
     ctl = bsub.add_parser("control", help="control-lane latency live: event handled, voice stop")
     ctl.add_argument("--json", action="store_true")
     ctl.add_argument(
@@ -341,6 +344,8 @@ def _bench(a: argparse.Namespace) -> int:
         return _bench_tts(a)
     if a.bench == "control":
         return _bench_control(a)
+    if a.bench == "gate":
+        return _bench_gate(a)
     from engine.eval.bench import bench_session
 
     def progress(msg: str) -> None:
@@ -377,6 +382,21 @@ def _bench_tts(a: argparse.Namespace) -> int:
     print(f"{'voice':<16} {'load ms':>8} {'first audio ms':>15} {'RTF':>7}  (median of {a.runs})")
     for name, r in result["voices"].items():
         print(f"{name:<16} {r['load_ms']:>8.0f} {r['first_audio_ms']:>15.0f} {r['rtf']:>7.3f}")
+    return 0
+
+
+def _bench_gate(a: argparse.Namespace) -> int:
+    from permissions.bench import measure_decision_cost
+
+    rows = [measure_decision_cost(n, a.requests) for n in (10, 1000)]
+    if a.json:
+        print(json.dumps({"rows": rows, "provenance": _provenance("bench", requests=a.requests)}))
+    else:
+        for r in rows:
+            print(
+                f"{r['n_rules']:>5} rules: p50 {r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us,"
+                f" mean {r['mean_us']:.0f} us ({r['n_requests']} decisions)"
+            )
     return 0
 
 

@@ -55,7 +55,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -750,30 +749,10 @@ def set_value(dotted: str, text: str, path: Path | None = None) -> tuple[Path, o
     data = (json.dumps(out, indent=2) + "\n").encode("utf-8")  # kept NaNs stay as read
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
+        settings.atomic_write(path, data, prefix=".config.")
     except OSError as e:
         raise ConfigError(f"config {path}: cannot be written ({e.strerror or e})") from e
     return path, value
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same dir, fsync, rename over ``path``, fsync the dir."""
-    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # a directory cannot be opened for fsync on Windows
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _ordered(doc: dict[str, Any]) -> dict[str, Any]:

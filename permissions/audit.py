@@ -46,7 +46,6 @@ import os
 import secrets
 import sqlite3
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -55,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from permissions.errors import AuditError, SecretsError
+from permissions.settings import atomic_write
 
 AUDIT_FILE = "audit.sqlite3"
 MARKER_FILE = "audit-marker.json"
@@ -706,15 +706,7 @@ def _write_json(path: Path, obj: object) -> None:
 
 
 def _atomic_write(path: Path, obj: object, prefix: str) -> None:
-    """Replace ``path`` atomically (temp file, fsync, rename); no temp file is left behind."""
+    """Replace a small JSON side file atomically (no folder fsync: the head is rewritten on
+    every append, and a lost rename is detected by ``verify`` against the database)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(obj).encode("utf-8"), prefix=prefix, sync_dir=False)

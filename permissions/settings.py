@@ -346,7 +346,7 @@ def _keep_last_good(last_good: Path, raw: bytes) -> None:
     try:
         if last_good.is_file() and last_good.read_bytes() == raw:
             return
-        _atomic_write(last_good, raw)
+        atomic_write(last_good, raw, prefix=".permissions.")
     except OSError:
         return
 
@@ -374,12 +374,18 @@ def save(settings: Settings, path: Path | None = None) -> Path:
     path = path or config_dir() / FILE_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"schema": SCHEMA, **settings.extra, "rules": [r.to_json() for r in settings.rules]}
-    _atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"))
+    atomic_write(path, (json.dumps(doc, indent=2) + "\n").encode("utf-8"), prefix=".permissions.")
     return path
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".permissions.", dir=path.parent)
+def atomic_write(
+    path: Path, data: bytes, *, prefix: str = ".tandem.", sync_dir: bool = True
+) -> None:
+    """Replace ``path`` atomically: a temp file in the same folder, fsync, rename (and fsync
+    the folder, so the rename survives a crash). No temp file is left behind on an error.
+    The one implementation for every file Tandem rewrites (settings, config, audit side files).
+    """
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -389,8 +395,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    if sync_dir and os.name == "posix":  # a directory cannot be opened for fsync on Windows
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -7,6 +7,7 @@ import pytest
 from engine.eval.duplex import score, summarise
 from engine.hearing.bargein import (
     BACKCHANNEL_MAX_S,
+    END_LAG_S,
     ONSET_CONFIRM_S,
     TRANSCRIPT_WAIT_S,
     Overlap,
@@ -37,7 +38,28 @@ def test_backchannel_words(text: str, expected: bool) -> None:
 def test_a_long_overlap_is_an_interruption() -> None:
     o = Overlap(paused_t=10.0)
     assert o.on_tick(10.5, user_speaking=True) is Verdict.WAIT
-    assert o.on_tick(10.0 + BACKCHANNEL_MAX_S + 0.01, user_speaking=True) is Verdict.STOP
+    # the VAD reports the stop END_LAG_S after the voice: a 1 s backchannel still looks
+    # like speech until then
+    assert o.on_tick(10.0 + BACKCHANNEL_MAX_S + 0.1, user_speaking=True) is Verdict.WAIT
+    assert o.on_tick(10.0 + BACKCHANNEL_MAX_S + END_LAG_S + 0.01, True) is Verdict.STOP
+
+
+def test_a_backchannel_is_measured_to_when_the_voice_stopped() -> None:
+    o = Overlap(paused_t=10.0)
+    assert o.on_user_stopped(10.8) is Verdict.WAIT  # voice stopped at 10.8, reported later
+    assert o.on_transcript("yeah") is Verdict.RESUME
+
+
+def test_talking_again_forgets_that_the_user_had_stopped() -> None:
+    o = Overlap(paused_t=10.0)
+    o.on_user_stopped(10.4)
+    o.on_user_started()  # only a breath
+    assert o.on_transcript("yeah") is Verdict.WAIT  # not resumed while the user talks
+
+
+@pytest.mark.parametrize(("text", "backchannel"), [("", True), ("7.", False), ("3 4", False)])
+def test_a_transcript_of_numbers_is_words_not_a_backchannel(text: str, backchannel: bool) -> None:
+    assert is_backchannel(text) is backchannel
 
 
 def test_a_short_overlap_waits_for_the_words() -> None:

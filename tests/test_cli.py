@@ -144,3 +144,14 @@ def test_bench_session_prints_the_contract() -> None:
         "dropped_ticks",
     } <= long.keys()
     assert long["ticks"] == 360 and long["max_context_tokens"] <= 1024
+
+
+def test_bench_gate_reports_both_rule_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+
+    assert main(["bench", "gate", "--json", "--requests", "40"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["n_rules"] for r in out["rows"]] == [10, 1000]
+    assert all(r["n_requests"] == 40 and r["p50_us"] > 0 for r in out["rows"])
+    # the mix was decided as the ordinary rules say: the read, pytest and the write allowed
+    assert out["rows"][0]["decisions"]["read_file:allow"] == 10

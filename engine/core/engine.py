@@ -175,7 +175,7 @@ class Engine:
                 st.user_turn_ended_at = st.speech_ended_at = None  # a pause, not the end
                 self._emit(VadEvent(ev.t, "speech_start"))
                 if st.overlap is not None:
-                    st.overlap.confirmed = True
+                    st.overlap.on_user_started()
                 else:
                     self._pause_for_user(ev.t, confirmed=True)
         elif ev.kind is ControlKind.USER_STOPPED_SPEAKING:
@@ -184,7 +184,7 @@ class Engine:
                 st.speech_ended_at = ev.t if ev.voice_t is None else min(ev.t, ev.voice_t)
                 self._emit(VadEvent(ev.t, "speech_end"))
                 if st.overlap is not None:
-                    self._settle_overlap(st.overlap.on_user_stopped(ev.t), ev.t)
+                    self._settle_overlap(st.overlap.on_user_stopped(st.speech_ended_at), ev.t)
         elif ev.kind in (ControlKind.MUTE, ControlKind.UNMUTE):
             self.epoch += 1
             st.muted = ev.kind is ControlKind.MUTE

@@ -148,8 +148,8 @@ TUNING: tuple[Tuned, ...] = (
     _t(
         "hearing.endpoint",
         "PROSODY_SURE",
-        "measured 2026-12-02: finished turns scored 0.97-0.99; simulated pause takeovers 12"
-        " -> 4 of 21 for +0.1 s turn latency",
+        "measured 2026-12-02: finished turns scored 0.97-0.99; replay pause takeovers 12 -> 5"
+        " of 21 (tandem eval duplex)",
     ),
     _t(
         "core.microturn",
@@ -202,6 +202,12 @@ TUNING: tuple[Tuned, ...] = (
         "hearing.bargein",
         "ONSET_CONFIRM_S",
         "derived: VadStream's min_speech_s (0.1 s) plus a 0.1 s margin (commit a6e02ea)",
+    ),
+    _t(
+        "hearing.bargein",
+        "END_LAG_S",
+        "derived: VadStream.min_silence_s (0.25 s), how late the VAD reports a stop; suspected"
+        " cause of 3 of 7 live backchannel false stops, not re-measured",
     ),
     _t(
         "hearing.bargein",

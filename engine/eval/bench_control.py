@@ -44,6 +44,7 @@ from engine.core.processes import ProcessError, run
 from engine.eval.duplex import LONG_SAY
 from engine.live import LiveDriver
 from engine.model.backend import SessionBackend
+from engine.model.fake_backend import FakeBackend
 from engine.model.load import ModelConfig, make_backend
 from engine.model.session import ModelSession
 from engine.model.worker import ModelWorker
@@ -69,55 +70,21 @@ PLAYING_WINDOW_S = 0.05
 """An onset counts only if the speaker played sound within this long before it."""
 
 
-class SlowBackend:
-    """A ``SessionBackend`` without a model whose every append and decode takes ``call_s``.
-
-    Tokens are words; a typed line makes ``speak`` most likely (so replies get prepared),
-    anything else ``silent``. Replies are ``reply``, produced ``words_per_step`` a decode.
-    """
+class SlowBackend(FakeBackend):
+    """The fake backend, with every append and decode taking ``call_s`` (a typed line makes
+    ``speak`` most likely, so replies get prepared; ``words_per_step`` words a decode)."""
 
     def __init__(
-        self,
-        call_s: float = CALL_S,
-        *,
-        n_ctx: int = 4096,
-        reply: str = SLOW_REPLY,
-        words_per_step: int = 4,
+        self, call_s: float = CALL_S, *, reply: str = SLOW_REPLY, words_per_step: int = 4
     ) -> None:
-        self.name, self.n_ctx = "slow-fake", n_ctx
-        self.call_s, self.reply, self.words_per_step = call_s, reply, words_per_step
-        self._prefix = 0
-        self._spans: list[int] = []
-        self._last = ""
-        self._spec: int | None = None
-
-    def reset(self, prefix: str) -> None:
-        """Start over with ``prefix`` only."""
-        self._prefix, self._spans, self._spec = len(prefix.split()), [], None
-
-    def n_tokens(self) -> int:
-        """Words in the sequence."""
-        return self._prefix + sum(self._spans) + (self._spec or 0)
-
-    def span_count(self) -> int:
-        """Spans after the prefix."""
-        return len(self._spans)
+        super().__init__(reply=reply)
+        self.name, self.call_s, self.words_per_step = "slow-fake", call_s, words_per_step
 
     def append(self, text: str) -> None:
         """One span; takes ``call_s``."""
-        self.spec_rollback()
         time.sleep(self.call_s)
-        self._spans.append(max(1, len(text.split())))
-        self._last = text.rsplit("\n", 1)[-1]
-
-    def label_logits(self, labels: Sequence[str]) -> list[float]:
-        """``speak`` after a typed line, else ``silent`` (read from the last append: free)."""
-        want = "speak" if "typed " in self._last else "silent"
-        return [3.0 if lab.strip() == want else 0.0 for lab in labels]
-
-    def spec_begin(self, prime: str) -> None:
-        """Start a reply."""
-        self._spec = 0
+        super().append(text)
+        del self.appends[:-1]  # the labels read the last one; a long bench keeps no more
 
     def spec_step(
         self,
@@ -127,25 +94,8 @@ class SlowBackend:
         cancel: threading.Event | None = None,
     ) -> tuple[str, bool]:
         """A few more words of the reply; takes ``call_s``."""
-        if self._spec is None:
-            raise RuntimeError("spec_step without spec_begin")
         time.sleep(self.call_s)
-        words = self.reply.split()
-        self._spec = min(len(words), self._spec + min(max_tokens, self.words_per_step))
-        done = self._spec >= len(words) or (cancel is not None and cancel.is_set())
-        return " ".join(words[: self._spec]), done
-
-    def spec_rollback(self) -> None:
-        """Forget the reply."""
-        self._spec = None
-
-    def drop_oldest(self, n_spans: int) -> None:
-        """Drop the oldest spans."""
-        self.spec_rollback()
-        del self._spans[: max(0, n_spans)]
-
-    def close(self) -> None:
-        """Nothing to release."""
+        return super().spec_step(min(max_tokens, self.words_per_step), stop, budget_s, cancel)
 
 
 class BusyBackend:

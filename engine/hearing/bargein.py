@@ -68,11 +68,20 @@ BACKCHANNEL_WORDS = frozenset(
     }
 )
 _WORD = re.compile(r"[a-z']+")
+_ANY_WORD = re.compile(r"\w")
+END_LAG_S = 0.25
+"""The VAD says the user stopped only after this much quiet (``VadStream.min_silence_s``):
+while the user is reported as speaking, the voice may have stopped this long ago."""
 
 
 def is_backchannel(text: str) -> bool:
-    """True for a short acknowledgement ("Mm-hmm.", "Yeah, right.", "I see") or nothing."""
+    """True for a short acknowledgement ("Mm-hmm.", "Yeah, right.", "I see") or nothing.
+
+    "Nothing" is no word characters at all (a cough gives an empty transcript); "7." or
+    "3 4" are words, not a backchannel."""
     words = _WORD.findall(text.lower().replace("-", ""))
+    if not words:
+        return _ANY_WORD.search(text) is None
     return len(words) <= 3 and all(w in BACKCHANNEL_WORDS for w in words)
 
 
@@ -97,14 +106,19 @@ class Overlap:
         """Decide on time alone: a long overlap stops; silence with no transcript resumes."""
         if not self.confirmed and not user_speaking and t - self.paused_t > ONSET_CONFIRM_S:
             return Verdict.RESUME
-        if user_speaking and t - self.paused_t > BACKCHANNEL_MAX_S:
+        if user_speaking and t - self.paused_t > BACKCHANNEL_MAX_S + END_LAG_S:
             return Verdict.STOP
         if self.user_stopped_t is not None and t - self.user_stopped_t > TRANSCRIPT_WAIT_S:
             return Verdict.RESUME
         return Verdict.WAIT
 
+    def on_user_started(self) -> None:
+        """The user talks again: whatever ended before was a breath, not the end."""
+        self.confirmed, self.user_stopped_t = True, None
+
     def on_user_stopped(self, t: float) -> Verdict:
-        """The user's speech ended at ``t``: too long is an interruption, else wait for words."""
+        """The user's voice stopped at ``t`` (when it stopped, not when the VAD was sure): too
+        long is an interruption, else wait for words."""
         self.user_stopped_t = t
         return Verdict.STOP if t - self.paused_t > BACKCHANNEL_MAX_S else Verdict.WAIT
 

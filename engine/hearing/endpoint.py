@@ -57,8 +57,8 @@ PROSODY_UNSURE, PROSODY_SURE = 0.9, 0.98
 scenarios of ``tandem eval build-duplex`` (2026-12-02): finished turns scored 0.97-0.99
 (two truly unfinished ones 0.15 and 0.81), pauses cut after content words and in five other
 languages 0.82-0.99 (median 0.9). With the raw score averaged in, 12 of 21 pauses were taken
-over in replay; with this calibration the simulated count fell to 4 of 21 for +0.1 s of mean
-turn latency. Held-out data may differ: re-measure with ``tandem eval duplex``."""
+over in replay (0.571); with this calibration 5 of 21 (0.238, ``tandem eval duplex`` on the
+44 scenarios of ``tests/test_hearing.py``). Held-out data may differ: re-measure."""
 
 
 def fuse(words_complete: float, prosody_complete: float | None, lm_end_prob: float | None) -> float:

@@ -44,6 +44,7 @@ class PlayedSpeech:
         self._generation = 0  # bumped by every new utterance and every interruption
         self._lock = threading.Lock()
         self._prepared: tuple[str, threading.Thread, list[np.ndarray]] | None = None
+        self._superseded: list[threading.Thread] = []
         self._jobs: queue.Queue[_Utterance | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tandem-voice")
         self._thread.start()
@@ -58,8 +59,9 @@ class PlayedSpeech:
         worker.start()
         with self._lock:
             old, self._prepared = self._prepared, (first, worker, out)
-        if old is not None:
-            old[1].join()
+            if old is not None:  # superseded: never waited for here (this is the loop's
+                self._superseded.append(old[1])  # thread); joined by ``close``
+            self._superseded = [w for w in self._superseded if w.is_alive()]
 
     def say(self, text: str, t: float) -> SpeechHandle:
         """Queue ``text``; the handle's times are corrected once its audio plays."""
@@ -80,8 +82,10 @@ class PlayedSpeech:
         self._thread.join()
         with self._lock:
             prepared, self._prepared = self._prepared, None
-        if prepared is not None:
-            prepared[1].join()
+            ahead = [*self._superseded, *([prepared[1]] if prepared is not None else [])]
+            self._superseded = []
+        for worker in ahead:
+            worker.join()
 
     def _first_audio(self, first: str) -> np.ndarray:
         with self._lock:
