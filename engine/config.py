@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.core.policy import PolicyConfig
+from engine.core.proactivity import Proactivity, ProactivityConfig
 from engine.errors import EngineError
 from engine.model.load import DEFAULT_N_CTX, ModelConfig
 from permissions import settings
@@ -116,15 +117,6 @@ class VoiceEngine(enum.Enum):
     """espeak-ng's own voice (robotic, a few ms to first audio)."""
 
 
-class Proactivity(enum.Enum):
-    """How readily Tandem speaks up unasked (the screen issue reads it; not used yet)."""
-
-    OFF = "off"
-    CRITICAL = "critical"
-    NORMAL = "normal"
-    CHATTY = "chatty"
-
-
 # --- the sections ---------------------------------------------------------------------------
 
 
@@ -162,10 +154,35 @@ class VoiceSettings:
 
 @dataclass(frozen=True, slots=True)
 class ProactivitySettings:
-    """Speaking up unasked. Read by the screen issue; nothing uses it yet."""
+    """Speaking up unasked about what is on screen (``engine.core.proactivity``)."""
 
     level: Proactivity = Proactivity.NORMAL
     max_interjections_per_10_min: int = 3
+    min_gap_s: float = 20.0
+    """Seconds between two remarks (chatty: half)."""
+
+    def policy(self) -> ProactivityConfig:
+        """The proactivity policy's configuration."""
+        return ProactivityConfig(
+            level=self.level,
+            max_per_10_min=self.max_interjections_per_10_min,
+            min_gap_s=self.min_gap_s,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenSettings:
+    """The screen sense: off until the user turns it on (first-run consent comes later)."""
+
+    enabled: bool = False
+    all_monitors: bool = False
+    """Grab every monitor instead of the one under the focused window."""
+    max_fps: float = 5.0
+    """Frames per second at most (slower when nothing changes)."""
+    vision_url: str | None = None
+    """An OpenAI-compatible server that takes images (``.../v1``): a question about the screen
+    also sends it the changed region (its API key: ``tandem secrets set server:URL``)."""
+    vision_model: str = "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +204,7 @@ class Config:
     turn_taking: PolicyConfig = field(default_factory=PolicyConfig)
     proactivity: ProactivitySettings = field(default_factory=ProactivitySettings)
     remote: RemoteSettings = field(default_factory=RemoteSettings)
+    screen: ScreenSettings = field(default_factory=ScreenSettings)
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -196,6 +214,7 @@ SECTIONS: dict[str, type[Any]] = {
     "turn_taking": PolicyConfig,
     "proactivity": ProactivitySettings,
     "remote": RemoteSettings,
+    "screen": ScreenSettings,
 }
 
 
@@ -281,6 +300,27 @@ class Choice:
 
     def describe(self) -> str:
         return "one of " + ", ".join(str(c.value) for c in self.choices)
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """true or false (text: true/false, yes/no, on/off, 1/0)."""
+
+    def from_json(self, value: object) -> object:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {_json_type(value)}")
+        return value
+
+    def from_text(self, text: str) -> object:
+        t = text.strip().lower()
+        if t in ("true", "yes", "on", "1"):
+            return True
+        if t in ("false", "no", "off", "0"):
+            return False
+        raise ValueError(f"{_quote(text)} is not true or false")
+
+    def describe(self) -> str:
+        return "true or false"
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,13 +470,19 @@ KEYS: tuple[Key, ...] = (
         "model confidence needed to stop mid-reply on its own",
     ),
     Key("turn_taking", "max_wait_s", Number(0.1, 10), "longest wait after the user's words"),
-    Key("proactivity", "level", Choice(Proactivity), "speaking up unasked (not used yet)"),
+    Key(
+        "proactivity",
+        "level",
+        Choice(Proactivity),
+        "speaking up unasked: off, critical (destructive commands), normal, chatty",
+    ),
     Key(
         "proactivity",
         "max_interjections_per_10_min",
         Number(0, 100, integer=True),
-        "cap on unasked remarks (not used yet)",
+        "cap on unasked remarks (critical ones are exempt)",
     ),
+    Key("proactivity", "min_gap_s", Number(0, 86_400), "seconds between unasked remarks"),
     Key(
         "remote",
         "url",
@@ -444,6 +490,16 @@ KEYS: tuple[Key, ...] = (
         "OpenAI-compatible server instead of the local model (API key: the keyring)",
     ),
     Key("remote", "model", Text(max_len=200), "model name to ask the server for"),
+    Key("screen", "enabled", Flag(), "see the screen (under a lease; off until turned on)"),
+    Key("screen", "all_monitors", Flag(), "grab every monitor, not the focused window's one"),
+    Key("screen", "max_fps", Number(0.2, 30), "screen frames per second at most"),
+    Key(
+        "screen",
+        "vision_url",
+        Text(True, _url, "an http:// or https:// URL"),
+        "vision model server (OpenAI-compatible, takes images) for questions about the screen",
+    ),
+    Key("screen", "vision_model", Text(max_len=200), "model name to ask the vision server for"),
 )
 BY_NAME: dict[str, Key] = {k.dotted: k for k in KEYS}
 BY_ENV: dict[str, Key] = {k.env: k for k in KEYS}

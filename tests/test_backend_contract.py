@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from engine.model.backend import SessionBackend
+from engine.model.remote_backend import RemoteBackend
 from engine.model.session import LABELS, REPLY_STOP, load_prompt
 from tests.fakes import FakeBackend
 
@@ -23,8 +24,6 @@ def backend(request: pytest.FixtureRequest) -> Iterator[SessionBackend]:
     elif request.param == "llama":
         yield request.getfixturevalue("llama_backend")
     else:
-        from engine.model.remote_backend import RemoteBackend
-
         url, _ = request.getfixturevalue("llama_server")
         remote = RemoteBackend(url, n_ctx=2048)
         yield remote
@@ -108,3 +107,29 @@ def test_drop_oldest_frees_room_and_keeps_working(backend: SessionBackend) -> No
     backend.append(LINE.format(t=2.0))
     assert backend.span_count() == 3
     assert sum(not math.isinf(x) for x in scores(backend)) >= 2
+
+
+def test_a_joined_append_extends_the_newest_span(backend: SessionBackend) -> None:
+    backend.reset(PREFIX)
+    start = backend.n_tokens()
+    backend.append('0.2 user "how do I undo the last')
+    backend.append(' commit?" =>', join=True)
+    assert backend.span_count() == 1
+    assert sum(not math.isinf(x) for x in scores(backend)) >= 2
+    full = backend.n_tokens()
+    backend.drop_oldest(1)  # the whole line goes as one span
+    assert backend.span_count() == 0
+    if isinstance(backend, RemoteBackend):  # counts tokens by estimate once spans are dropped
+        assert backend.n_tokens() < full
+    else:
+        assert backend.n_tokens() == start
+
+
+def test_the_end_of_words_probability_is_a_probability(backend: SessionBackend) -> None:
+    backend.reset(PREFIX)
+    backend.append('0.2 user "how do I undo the last commit')
+    p = backend.end_probability(('"', '?"', "?"))
+    if isinstance(backend, FakeBackend):
+        assert p is None  # the fake knows nothing unless told
+    else:
+        assert p is not None and 0.0 < p <= 1.0

@@ -111,6 +111,12 @@ SAMPLES: dict[str, tuple[object, str, object]] = {
     "turn_taking.max_wait_s": (1.0, "2.0", 3.0),
     "proactivity.level": ("off", "chatty", "critical"),
     "proactivity.max_interjections_per_10_min": (1, "2", 5),
+    "proactivity.min_gap_s": (5, "10", 15.0),
+    "screen.enabled": (True, "off", "yes"),
+    "screen.all_monitors": (True, "no", "on"),
+    "screen.max_fps": (1, "2", 3.0),
+    "screen.vision_url": ("http://a:1/v1", "https://b:2/v1", "http://127.0.0.1:3/v1"),
+    "screen.vision_model": ("one", "two", "three"),
     "remote.url": ("http://a:1", "https://b:2/v1", "http://127.0.0.1:3"),
     "remote.model": ("one", "two", "three"),
 }
@@ -521,11 +527,11 @@ def test_set_keeps_unknown_entries_but_drops_secrets(isolated: Path) -> None:
 
 
 def test_set_keeps_an_unknown_non_finite_entry_as_it_was(isolated: Path) -> None:
-    write(isolated, '{"schema": 1, "screen": {"gamma": NaN}}')
+    write(isolated, '{"schema": 1, "hologram": {"gamma": NaN}}')
     config.set_value("voice.engine", "espeak")
     assert '"gamma": NaN' in isolated.read_text()
     (line,) = config.load(env={}).lines()
-    assert "unknown section 'screen'" in line
+    assert "unknown section 'hologram'" in line
 
 
 def test_set_refuses_to_overwrite_a_file_it_cannot_read(isolated: Path) -> None:

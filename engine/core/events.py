@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 VadKind = Literal["speech_start", "speech_end"]
 AsrKind = Literal["partial", "final"]
 PermissionKind = Literal["lease", "revoke", "decision"]
+TaskKind = Literal["task_started", "task_update", "task_done"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,9 @@ class SpeechStart:
     text: str
     resume: bool = False
     """It continues an utterance that paused for the user (a backchannel, a click)."""
+    continues: bool = False
+    """More clauses of the utterance in hand (a reply spoken while it is still decoded):
+    ``t`` is when they start to play, ``text`` only the new words."""
     lane: ClassVar[str] = "speech"
     kind: ClassVar[str] = "start"
 
@@ -92,8 +96,64 @@ class PermissionEvent:
     lane: ClassVar[str] = "permission"
 
 
+@dataclass(frozen=True, slots=True)
+class ScreenChange:
+    """New text appeared on screen (the engine took a ``ScreenText``); no screen text here."""
+
+    t: float
+    app: str
+    lane: ClassVar[str] = "screen"
+    kind: ClassVar[str] = "change"
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenCueEvent:
+    """A failure or risk was seen on screen: ``what`` it is, its redacted few-word summary and
+    where it is (x, y, w, h)."""
+
+    t: float
+    what: str
+    summary: str = ""
+    box: tuple[int, int, int, int] | None = None
+    lane: ClassVar[str] = "screen"
+    kind: ClassVar[str] = "cue"
+
+
+@dataclass(frozen=True, slots=True)
+class FocusEvent:
+    """The focused application changed (its id only: window titles stay off the timeline)."""
+
+    t: float
+    app: str
+    lane: ClassVar[str] = "focus"
+    kind: ClassVar[str] = "change"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """A background task started, reported progress, or ended (``status`` says how: started,
+    progress, needs_permission, done, failed, cancelled; ``summary`` is one short line)."""
+
+    t: float
+    kind: TaskKind  # per instance: task_started, task_update, task_done
+    task: str
+    status: str = ""
+    summary: str = ""
+    lane: ClassVar[str] = "agent"
+
+
 TimelineEvent = (
-    TickEvent | VadEvent | AsrEvent | DecisionEvent | SpeechStart | SpeechStop | PermissionEvent
+    TaskEvent
+    | TickEvent
+    | VadEvent
+    | AsrEvent
+    | DecisionEvent
+    | SpeechStart
+    | SpeechStop
+    | PermissionEvent
+    | ScreenChange
+    | ScreenCueEvent
+    | FocusEvent
 )
 Sink = Callable[[TimelineEvent], None]
 
@@ -112,10 +172,26 @@ def to_json(ev: TimelineEvent) -> dict[str, Any]:
             out["text"] = ev.text
             if ev.resume:
                 out["resume"] = True
+            if ev.continues:
+                out["continues"] = True
         case SpeechStop():
             out["reason"] = ev.reason
+        case TaskEvent():
+            out["task"] = ev.task
+            if ev.status:
+                out["status"] = ev.status
+            if ev.summary:
+                out["summary"] = ev.summary
         case PermissionEvent():
             out["sense_or_tool"], out["decision"] = ev.sense_or_tool, ev.decision
+        case ScreenChange() | FocusEvent():
+            out["app"] = ev.app
+        case ScreenCueEvent():
+            out["what"] = ev.what
+            if ev.summary:
+                out["summary"] = ev.summary
+            if ev.box is not None:
+                out["box"] = list(ev.box)
     return out
 
 
@@ -137,13 +213,34 @@ _READERS: dict[tuple[str, str], Callable[[float, Mapping[str, Any]], TimelineEve
         t, str(d.get("decision", "")), str(d.get("reason", ""))
     ),
     ("speech", "start"): lambda t, d: SpeechStart(
-        t, str(d.get("text", "")), d.get("resume") is True
+        t, str(d.get("text", "")), d.get("resume") is True, d.get("continues") is True
     ),
     ("speech", "stop"): lambda t, d: SpeechStop(t, str(d.get("reason", ""))),
     ("permission", "lease"): lambda t, d: _permission(t, "lease", d),
     ("permission", "revoke"): lambda t, d: _permission(t, "revoke", d),
     ("permission", "decision"): lambda t, d: _permission(t, "decision", d),
 }
+
+
+def _cue(t: float, d: Mapping[str, Any]) -> ScreenCueEvent:
+    box = d.get("box")
+    ok = isinstance(box, list) and len(box) == 4 and all(type(v) is int for v in box)
+    where = (box[0], box[1], box[2], box[3]) if ok and isinstance(box, list) else None
+    return ScreenCueEvent(t, str(d.get("what", "")), str(d.get("summary", "")), where)
+
+
+def _task(t: float, kind: TaskKind, d: Mapping[str, Any]) -> TaskEvent:
+    return TaskEvent(
+        t, kind, str(d.get("task", "")), str(d.get("status", "")), str(d.get("summary", ""))
+    )
+
+
+_READERS[("agent", "task_started")] = lambda t, d: _task(t, "task_started", d)
+_READERS[("agent", "task_update")] = lambda t, d: _task(t, "task_update", d)
+_READERS[("agent", "task_done")] = lambda t, d: _task(t, "task_done", d)
+_READERS[("screen", "change")] = lambda t, d: ScreenChange(t, str(d.get("app", "")))
+_READERS[("screen", "cue")] = _cue
+_READERS[("focus", "change")] = lambda t, d: FocusEvent(t, str(d.get("app", "")))
 
 
 def from_json(d: Mapping[str, Any]) -> TimelineEvent:

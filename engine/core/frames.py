@@ -60,15 +60,46 @@ class TranscriptDelta:
 
 @dataclass(frozen=True, slots=True)
 class TaskUpdate:
-    """A background-agent task reported progress (the agent issue builds the producer)."""
+    """A background-agent task reported something (``background_agent.tasks.TaskEvent``)."""
 
     t: float
     task: str
+    """The task id."""
     summary: str
     done: bool = False
+    """The task ended (done, failed or cancelled)."""
+    kind: str = ""
+    """``started``, ``progress``, ``needs_permission``, ``done``, ``failed`` or ``cancelled``."""
 
 
-DataFrame = TypedText | FocusChange | TranscriptDelta | TaskUpdate
+@dataclass(frozen=True, slots=True)
+class ScreenText:
+    """What is new on screen, already redacted and summarised to a few words (not the screen:
+    the full redacted text stays in ``engine.seeing.ScreenState``)."""
+
+    t: float
+    app: str
+    summary: str
+    new_lines: int = 0
+    looked: bool = False
+    """The user asked about the screen: ``summary`` is the latest screen text itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenCue:
+    """A failure or risk seen on screen (``engine.seeing.cues``): ``what`` is its kind
+    (``test_failure``, ``traceback``, ...), ``key`` identifies it across frames, ``box`` is
+    where it is on screen (x, y, w, h in pixels of the grabbed monitor)."""
+
+    t: float
+    what: str
+    summary: str
+    key: str
+    box: tuple[int, int, int, int] | None = None
+    app: str = ""
+
+
+DataFrame = TypedText | FocusChange | TranscriptDelta | TaskUpdate | ScreenText | ScreenCue
 
 
 # --- control lane --------------------------------------------------------------------------
@@ -125,12 +156,21 @@ class MicroTurn:
     cut_off: tuple[str, ...] = ()
     user_speaking: bool = False
     assistant_speaking: bool = False
+    screen: tuple[ScreenText, ...] = ()
+    cues: tuple[ScreenCue, ...] = ()
 
     @property
     def quiet(self) -> bool:
         """True when nothing new arrived in this tick."""
         return not (
-            self.typed or self.transcript or self.focus or self.tasks or self.said or self.cut_off
+            self.typed
+            or self.transcript
+            or self.focus
+            or self.tasks
+            or self.said
+            or self.cut_off
+            or self.screen
+            or self.cues
         )
 
 

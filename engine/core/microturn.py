@@ -4,6 +4,7 @@ Every 200 ms the assembler cuts one ``MicroTurn`` from what arrived since the la
 renderer turns it into one short line for the model session::
 
     12.4 app code "parser.py" | typed "why does this fail?" =>
+    15.0 screen "+3 lines, last: KeyError: 'name'" | cue traceback "KeyError: 'name'" =>
 
 and the decision the policy took is written right after ``=>`` (`` speak "..."``) as the
 start of the next append, so the session holds the whole timeline, its own choices included.
@@ -21,6 +22,8 @@ from engine.core.frames import (
     DataFrame,
     FocusChange,
     MicroTurn,
+    ScreenCue,
+    ScreenText,
     TaskUpdate,
     TranscriptDelta,
     TypedText,
@@ -30,6 +33,8 @@ MAX_ITEM_CHARS = 300
 """Cap per item and tick: a pasted file must not blow the 200 ms append budget."""
 
 DECISION_CUE = " =>"
+SCREEN_CHARS = 100
+"""A screen change or cue costs a few tokens: its summary is capped far below an item's."""
 
 
 class Assembler:
@@ -42,6 +47,8 @@ class Assembler:
         self._tasks: list[TaskUpdate] = []
         self._said: list[str] = []
         self._cut_off: list[str] = []
+        self._screen: list[ScreenText] = []
+        self._cues: list[ScreenCue] = []
         self.index = 0
 
     def add(self, frame: DataFrame) -> None:
@@ -52,6 +59,12 @@ class Assembler:
             self._transcript.append(frame)
         elif isinstance(frame, FocusChange):
             self._focus = frame  # latest only: two switches in 200 ms leave the last app
+        elif isinstance(frame, ScreenText):
+            # latest only: the newest reading supersedes the last (a look the user asked for
+            # is kept beside it)
+            self._screen[:] = [s for s in self._screen if s.looked != frame.looked] + [frame]
+        elif isinstance(frame, ScreenCue):
+            self._cues.append(frame)
         else:
             self._tasks.append(frame)
 
@@ -77,7 +90,11 @@ class Assembler:
             cut_off=tuple(self._cut_off),
             user_speaking=user_speaking,
             assistant_speaking=assistant_speaking,
+            screen=tuple(self._screen),
+            cues=tuple(self._cues),
         )
+        self._screen.clear()
+        self._cues.clear()
         self._typed.clear()
         self._transcript.clear()
         self._focus = None
@@ -106,10 +123,16 @@ class Renderer:
     heartbeat_s: float = 2.0
     _last_line_t: float = 0.0
     _user_speaking: bool = False
+    words_end: int | None = None
+    """In the last line rendered: the offset right after the user's last final words, before
+    their closing punctuation and quote (where the session reads how likely they are over);
+    None when the line has no final transcript."""
 
     def render(self, turn: MicroTurn, heartbeat: bool = True) -> str | None:
         """The line for this turn, or None when it is quiet and no heartbeat is due."""
+        self.words_end = None
         parts: list[str] = []
+        words_end: tuple[int, int] | None = None  # (part index, offset in the part)
         if turn.focus is not None:
             title = f" {quote(turn.focus.title, 80)}" if turn.focus.title else ""
             parts.append(f"app {turn.focus.app}{title}")
@@ -118,11 +141,21 @@ class Renderer:
             self._user_speaking = turn.user_speaking
         for delta in turn.transcript:
             if delta.final:
-                parts.append(f"user {quote(delta.text)}")
+                quoted = quote(delta.text)
+                words = quoted[1:-1].rstrip(_CLOSING)
+                if words:
+                    words_end = (len(parts), len('user "') + len(words))
+                parts.append(f"user {quoted}")
         parts.extend(f"typed {quote(text)}" for text in turn.typed)
         for task in turn.tasks:
             state = "done" if task.done else "update"
             parts.append(f"task {task.task} {state} {quote(task.summary)}")
+        for s in turn.screen:
+            if s.looked:
+                parts.append(f"screen now {quote(s.summary)}")
+            else:
+                parts.append(f"screen {quote(s.summary, SCREEN_CHARS)}")
+        parts.extend(f"cue {c.what} {quote(c.summary, SCREEN_CHARS)}" for c in turn.cues)
         parts.extend(f"you said {quote(text)}" for text in turn.said)
         parts.extend(f"you stopped after {quote(text)}" for text in turn.cut_off)
         if not parts and (
@@ -131,4 +164,14 @@ class Renderer:
             return None
         self._last_line_t = turn.t
         body = " | ".join(parts)
-        return f"{turn.t:.1f} {body}{DECISION_CUE}" if body else f"{turn.t:.1f}{DECISION_CUE}"
+        if not body:
+            return f"{turn.t:.1f}{DECISION_CUE}"
+        head = f"{turn.t:.1f} "
+        if words_end is not None:
+            i, offset = words_end
+            self.words_end = len(head) + sum(len(p) + len(" | ") for p in parts[:i]) + offset
+        return f"{head}{body}{DECISION_CUE}"
+
+
+_CLOSING = " .?!…,;:-—"
+"""What a recogniser ends words with; the end-of-words probe sits before it."""

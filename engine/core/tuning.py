@@ -35,6 +35,15 @@ TUNED_MODULES = (
     "engine.core.engine",
     "engine.core.policy",
     "engine.core.microturn",
+    "engine.core.proactivity",
+    "engine.seeing.regions",
+    "engine.seeing.ocr",
+    "engine.seeing.reader",
+    "engine.seeing.redact",
+    "engine.seeing.cues",
+    "engine.seeing.state",
+    "engine.seeing.vision",
+    "engine.senses.screen",
     "engine.hearing.bargein",
     "engine.hearing.endpoint",
     "engine.hearing.pipeline",
@@ -93,6 +102,74 @@ def _t(module: str, attr: str, source: str) -> Tuned:
 
 
 TUNING: tuple[Tuned, ...] = (
+    # --- the screen -----------------------------------------------------------------------
+    _t(
+        "core.microturn",
+        "SCREEN_CHARS",
+        "chosen: a screen change or cue is a few words in the session (~25 tokens at most)",
+    ),
+    _t("senses.screen", "DEFAULT_FPS", "chosen: the screen issue's default rate"),
+    _t(
+        "senses.screen",
+        "IDLE_INTERVAL_S",
+        "measured 2026-12-02 (tandem bench capture): a still 1080p screen costs 0.7 % of a core"
+        " at one grab a second",
+    ),
+    _t("senses.screen", "IDLE_GROWTH", "chosen: 5 -> 1 frame/s in four unchanged frames"),
+    _t(
+        "seeing.regions",
+        "TILE",
+        "measured (design notes): a 1080p uint32 diff 1.3 ms; 32 px is about two terminal lines",
+    ),
+    _t("seeing.regions", "MERGE_GAP_TILES", "chosen: a line with spaces in it is one region"),
+    _t("seeing.regions", "MAX_REGIONS", "chosen: more regions read as one box (a repaint)"),
+    _t("seeing.ocr", "TESSERACT_TIMEOUT_S", "chosen: far above 0.3-0.8 s per region measured"),
+    _t("seeing.ocr", "MIN_CONFIDENCE", "chosen: tesseract's words under 30 are borders, icons"),
+    _t(
+        "seeing.ocr",
+        "SMALL_TEXT_PX",
+        "chosen: small regions read at 2x (tesseract wants ~20 px capitals)",
+    ),
+    _t("seeing.reader", "MAX_READ_REGIONS", "chosen: bounds one job's OCR time (~4 x 0.3 s)"),
+    _t("seeing.reader", "MIN_REGION_PX", "chosen: below a line of text"),
+    _t("seeing.reader", "LAST_LINE_CHARS", "chosen: a screen change costs ~20 tokens"),
+    _t(
+        "seeing.reader",
+        "OCR_DUTY",
+        "measured 2026-12-02 (tandem bench capture): a scrolling terminal cost 84 % of a core"
+        " unthrottled, 33 % with half the OCR thread's time",
+    ),
+    _t("seeing.redact", "ENTROPY_BITS", "chosen: random base62 is ~5.9 bits/char, English ~4"),
+    _t("seeing.cues", "MAX_SUMMARY", "chosen: a cue is a few words"),
+    _t("seeing.state", "MAX_LINES", "chosen: a few windows of terminal text"),
+    _t("seeing.vision", "VISION_TIMEOUT_S", "chosen: a remote vision model on a slow link"),
+    _t("seeing.vision", "MAX_ANSWER_TOKENS", "chosen: an answer of a few sentences"),
+    _t("seeing.vision", "MAX_IMAGE_EDGE", "chosen: under common servers' image caps"),
+    _t(
+        "core.engine",
+        "LOOK_CHARS",
+        "chosen: a question about the screen brings ~75 tokens of its newest text",
+    ),
+    _t("core.proactivity", "RATE_WINDOW_S", "chosen: the issue's rate limit counts per 10 min"),
+    _t("core.proactivity", "ProactivityConfig.min_gap_s", "chosen: not measured"),
+    _t(
+        "core.proactivity",
+        "ProactivityConfig.stale_s",
+        "chosen: a cue older than this has scrolled on (the target is a remark within 3 s)",
+    ),
+    _t("core.proactivity", "ProactivityConfig.snooze_s", 'chosen: "not now" holds 10 minutes'),
+    _t(
+        "core.proactivity",
+        "ProactivityConfig.max_per_10_min",
+        "chosen: the configuration's default",
+    ),
+    _t(
+        "core.proactivity",
+        "ProactivityConfig.pause_s",
+        "measured 2026-12-02 (tandem eval screen, speaking_failure): a remark 0.1 s after the"
+        " VAD's speech end fell into a breath mid-sentence; 1.5 s is the end-of-turn's longest",
+    ),
+    _t("core.proactivity", "ProactivityConfig.asked_stale_s", "chosen: a reminder keeps a minute"),
     # --- the clock and the engine ----------------------------------------------------------
     _t(
         "core.frames",
@@ -103,8 +180,26 @@ TUNING: tuple[Tuned, ...] = (
     _t(
         "core.engine",
         "LIVE_BUDGET",
-        "chosen: 0.15 s of model time per live tick of 0.2 s (append first, then reply tokens);"
+        "chosen: 0.18 s of model time per live tick of 0.2 s (append first, then reply tokens;"
+        " a token is not started when it would end past it), 20 ms left for the loop;"
         " 64 tokens caps a slice",
+    ),
+    _t(
+        "core.engine",
+        "MIN_CLAUSE_WORDS",
+        "chosen: a reply is spoken clause by clause as it is decoded; a comma clause of one"
+        ' or two words ("Yes, ...") is not worth its own synthesis',
+    ),
+    _t(
+        "core.engine",
+        "TASK_NEWS_QUIET_S",
+        "chosen: a task result waits for a second of quiet (longer than a breath, VAD"
+        " min_silence_s 0.25 s) so it never lands in the middle of a sentence",
+    ),
+    _t(
+        "core.engine",
+        "HANDOFF_SCREEN_CHARS",
+        "chosen: the end of the screen text (~1,000 tokens) fits the agent's first request",
     ),
     _t(
         "core.engine",
@@ -138,7 +233,18 @@ TUNING: tuple[Tuned, ...] = (
     _t(
         "hearing.endpoint",
         "LM_WEIGHT",
-        "chosen: half weight, not measured (nothing reads the model's end-of-turn yet)",
+        "chosen with LM_SURE: half weight; a full weight took 7-9 of 21 pauses offline",
+    ),
+    _t(
+        "hearing.endpoint",
+        "LM_UNSURE",
+        "measured 2026-12-02 (Qwen 0.5B, build-duplex): English content-word pauses median 0.02",
+    ),
+    _t(
+        "hearing.endpoint",
+        "LM_SURE",
+        "measured 2026-12-02: finished turns 0.16-0.69, AUC 0.79-0.80; offline fusion takes"
+        " 3 of 21 pauses (4 without the model)",
     ),
     _t(
         "hearing.endpoint",
@@ -201,7 +307,8 @@ TUNING: tuple[Tuned, ...] = (
     _t(
         "hearing.bargein",
         "ONSET_CONFIRM_S",
-        "derived: VadStream's min_speech_s (0.1 s) plus a 0.1 s margin (commit a6e02ea)",
+        "measured: onset (score 0.2) to confirmed speech 0.1-0.38 s on the 8 interrupt"
+        " scenarios of tandem eval build-duplex (2026-12-02); 0.5 s leaves a margin",
     ),
     _t(
         "hearing.bargein",
@@ -233,6 +340,13 @@ TUNING: tuple[Tuned, ...] = (
         "hearing.pipeline",
         "PARTIAL_EVERY_S",
         "chosen: a partial transcript about once a second, for the panel and barge-in",
+    ),
+    _t(
+        "hearing.pipeline",
+        "ONSET_THRESHOLD",
+        "measured: first window at 0.5 came 0.06-0.32 s (median 0.26) after the voice began,"
+        " at 0.2 0.01-0.28 s (median 0.06), on the 8 interrupt scenarios of tandem eval"
+        " build-duplex (2026-12-02); room tone before speech at most 0.11",
     ),
     _t(
         "hearing.pipeline",

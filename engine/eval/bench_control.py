@@ -80,10 +80,10 @@ class SlowBackend(FakeBackend):
         super().__init__(reply=reply)
         self.name, self.call_s, self.words_per_step = "slow-fake", call_s, words_per_step
 
-    def append(self, text: str) -> None:
+    def append(self, text: str, *, join: bool = False) -> None:
         """One span; takes ``call_s``."""
         time.sleep(self.call_s)
-        super().append(text)
+        super().append(text, join=join)
         del self.appends[:-1]  # the labels read the last one; a long bench keeps no more
 
     def spec_step(
@@ -128,9 +128,14 @@ class BusyBackend:
         """Delegated."""
         return self.inner.span_count()
 
-    def append(self, text: str) -> None:
+    def append(self, text: str, *, join: bool = False) -> None:
         """Delegated, timed."""
-        self._timed(lambda: self.inner.append(text))
+        self._timed(lambda: self.inner.append(text, join=join))
+
+    def end_probability(self, candidates: Sequence[str]) -> float | None:
+        """Delegated, timed."""
+        out: float | None = self._timed(lambda: self.inner.end_probability(candidates))
+        return out
 
     def label_logits(self, labels: Sequence[str]) -> list[float]:
         """Delegated, timed."""

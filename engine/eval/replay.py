@@ -9,8 +9,14 @@ computes, and replies are greedy.
 Lanes handled: tick, model, speech, typed text, focus, forced assistant speech, mute and the
 microphone (heard ahead with the real VAD and ASR, results placed at their modelled
 latency). The replayed microphone holds a real lease from a real gate, so a mute revokes it
-and an unmute opens a new one, and the timeline shows both as the live app's does. The
-screen lane arrives with its issue.
+and an unmute opens a new one, and the timeline shows both as the live app's does.
+
+The screen lane: each ``screen`` image is what the grabber would have grabbed from ``t`` on.
+``ReplayedScreen`` holds a screen lease from the same gate (its built-in rules exclude
+password managers and private windows), the ``focus`` lane moves it (an excluded app revokes
+it, focus back re-opens it), and while it holds one each new image goes through the live
+path: changed regions, tesseract OCR of them, redaction, cues; what comes out enters the
+engine after a modelled OCR latency (``OCR_S_PER_REGION`` per region read).
 
 Replay figures are *replay* figures: the clock stands still while the model computes and
 recognition and synthesis latencies are modelled; what a user hears is measured live
@@ -20,10 +26,11 @@ recognition and synthesis latencies are modelled; what a user hears is measured 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +39,18 @@ from engine.core.clock import VirtualClock
 from engine.core.engine import Engine
 from engine.core.events import Sink, TimelineEvent, to_json
 from engine.core.frames import TICK_S, ControlEvent, ControlKind, DataFrame, FocusChange, TypedText
+from engine.core.proactivity import ProactivityConfig
 from engine.errors import ScenarioError
+from engine.eval.images import load_frame
 from engine.hearing.asr import Recognizer
 from engine.hearing.pipeline import hear
 from engine.hearing.smart_turn import ModeledSmartTurn, SmartTurn, smart_turn_or_none
 from engine.hearing.vad import SileroVad
 from engine.model.worker import ModelWorker
+from engine.seeing.ocr import Ocr, TesseractOcr
+from engine.seeing.reader import MAX_READ_REGIONS, ReadJob, ScreenReader
+from engine.seeing.regions import ChangeTracker
+from engine.seeing.state import ScreenState
 from engine.voice.handles import PacedTextSpeech, SpeechOut
 from permissions.gate import Gate
 from permissions.model import AppContext, Decision, Rule, Scope, Sense
@@ -56,6 +69,8 @@ class ScriptItem:
     t: float
     frame: DataFrame | None = None
     control: ControlEvent | None = None
+    image: Path | None = None
+    """A ``screen`` item: the image shown from ``t`` on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +164,7 @@ def _parse_item(raw: str, where: str, root: Path) -> ScriptItem:
         raise ScenarioError(f"{where}: screen image must be inside the scenario folder")
     if not image.is_file():
         raise ScenarioError(f"{where}: screen image not found: {image}")
-    return ScriptItem(t=t)  # the screen lane lands with the screen issue
+    return ScriptItem(t=t, image=image)
 
 
 @dataclass(slots=True)
@@ -196,19 +211,35 @@ async def replay(
     sink: Sink,
     heard: list[ScriptItem] | None = None,
     speech: SpeechOut | None = None,
+    *,
+    ocr: Ocr | None = None,
+    proactive: ProactivityConfig | None = None,
 ) -> int:
     """Drive the engine through the scenario on a virtual clock; returns the tick count.
 
     ``heard`` holds what the microphone lane produced (``hear_scenario``); scripted inputs
-    come first when both happen at the same moment.
+    come first when both happen at the same moment. ``ocr`` reads the screen lane
+    (tesseract by default); ``proactive`` is the proactivity policy's configuration.
     """
     clock = VirtualClock()
-    gate = Gate((Rule("replay:mic", Decision.ALLOW, sense=Sense.MICROPHONE, scope=Scope.SESSION),))
-    engine = Engine(worker, speech or PacedTextSpeech(), sink, gate=gate)
+    gate = Gate(
+        (
+            Rule("replay:mic", Decision.ALLOW, sense=Sense.MICROPHONE, scope=Scope.SESSION),
+            Rule("replay:screen", Decision.ALLOW, sense=Sense.SCREEN, scope=Scope.SESSION),
+        )
+    )
+    screen = ReplayedScreen(gate, ocr or TesseractOcr())
+    engine = Engine(
+        worker,
+        speech or PacedTextSpeech(),
+        sink,
+        gate=gate,
+        proactive=proactive,
+        screen_text=screen.state.latest_text,
+    )
     mic = ReplayedMicrophone(gate)
     pending = sorted([*scenario.items, *(heard or [])], key=lambda i: i.t)
     n_ticks = round(scenario.duration / TICK_S)
-    skipped_screen = 0
     for k in range(1, n_ticks + 1):
         tick_t = round(k * TICK_S, 6)
         while pending and pending[0].t <= tick_t:
@@ -216,18 +247,78 @@ async def replay(
             await clock.sleep_until(item.t)
             if item.control is not None:
                 engine.control(item.control)
-                for ev in mic.check(item.t):
+                for ev in [*mic.check(item.t), *screen.check(item.t)]:
                     engine.control(ev)
             elif item.frame is not None:
                 engine.data.put(item.frame)
-            else:
-                skipped_screen += 1
+                if isinstance(item.frame, FocusChange):
+                    for ev in screen.focus(item.frame):
+                        engine.control(ev)
+            elif item.image is not None:
+                for seen in screen.see(item.t, item.image):
+                    bisect.insort(pending, seen, key=lambda i: i.t)
         await clock.sleep_until(tick_t)
         await engine.tick(tick_t)
     engine.flush(clock.now())
-    if skipped_screen:
-        log.info("replay: %d screen frames not used (no screen lane yet)", skipped_screen)
+    if screen.skipped:
+        log.info("replay: %d screen frames not seen (no screen lease)", screen.skipped)
     return n_ticks
+
+
+OCR_S_PER_REGION = 0.3
+"""Modelled OCR latency per region read (tesseract 5, OMP_THREAD_LIMIT=1, a code window)."""
+
+
+class ReplayedScreen:
+    """The scenario's screen as a sense: a lease from the gate, moved by the focus lane, and
+    the live reading path (change tracking, OCR, redaction, cues) on each new image."""
+
+    def __init__(self, gate: Gate, ocr: Ocr) -> None:
+        self.gate = gate
+        self.app = REPLAY_APP
+        self.state = ScreenState()
+        self.reader = ScreenReader(ocr, self.state, lambda _frame: None)
+        self.changes = ChangeTracker()
+        self.lease = gate.open_sense(Sense.SCREEN, self.app)
+        self.skipped = 0
+
+    def focus(self, change: FocusChange) -> list[ControlEvent]:
+        """Tell the gate about the newly focused app; the lease changes that follow."""
+        self.app = AppContext(change.app, change.title)
+        self.gate.focus_changed(self.app)
+        return self.check(change.t)
+
+    def check(self, t: float) -> list[ControlEvent]:
+        """Lease changes since the last check, as the control events the live sense posts."""
+        name = Sense.SCREEN.value
+        if self.lease is not None and not self.lease.active:
+            self.lease = None
+            self.changes.reset()
+            self.state.clear()
+            return [ControlEvent(t, ControlKind.LEASE_REVOKED, text=name)]
+        allowed = self.gate.explain_sense(Sense.SCREEN, self.app).decision is Decision.ALLOW
+        if self.lease is None and allowed:
+            self.lease = self.gate.open_sense(Sense.SCREEN, self.app)
+            if self.lease is not None:
+                return [ControlEvent(t, ControlKind.LEASE_OPENED, text=name)]
+        return []
+
+    def see(self, t: float, image: Path) -> list[ScriptItem]:
+        """Read an image shown from ``t`` on; what it yields, at its modelled time."""
+        if self.lease is None or not self.lease.active:
+            self.skipped += 1
+            return []
+        with self.lease.hold():
+            frame = load_frame(image)
+        regions = self.changes.update(frame)
+        if not regions:
+            return []
+        job = ReadJob(t, self.app.app_id, frame, tuple(regions))
+        done = round(t + OCR_S_PER_REGION * min(len(regions), MAX_READ_REGIONS), 6)
+        out: list[ScriptItem] = []
+        for seen in self.reader.process(job):
+            out.append(ScriptItem(t=done, frame=replace(seen, t=done)))
+        return out
 
 
 class ReplayedMicrophone:

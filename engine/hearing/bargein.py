@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 BACKCHANNEL_MAX_S = 1.0
 """Longest overlap (pause to detected end of the user's speech) still taken as a backchannel."""
-ONSET_CONFIRM_S = 0.2
-"""How long a pause on a bare voice onset waits for the VAD to confirm speech (it needs
-``min_speech_s``, 0.1 s) before taking the onset as a click or a breath and resuming."""
+ONSET_CONFIRM_S = 0.5
+"""How long a pause on a bare voice onset waits for the VAD to confirm speech before taking
+the onset as a click or a breath and resuming. The onset comes at a low score
+(``pipeline.ONSET_THRESHOLD``); confirmation needs 0.5 for ``min_speech_s``: it came 0.1-0.38 s
+after the onset on the interrupt scenarios of ``tandem eval build-duplex`` (2026-12-02)."""
 TRANSCRIPT_WAIT_S = 2.5
 """A safety net only: hearing always delivers a final for an utterance (an empty one when it
 had no words), and that final decides. Live, recognition on a busy 2-core machine can take

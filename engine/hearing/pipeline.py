@@ -51,6 +51,12 @@ SPECULATE_AFTER_S = 0.15
 audio goes up to that moment: a faint last word ("...selfish is") that the VAD already
 scored as quiet is still heard."""
 PARTIAL_EVERY_S = 1.0
+ONSET_THRESHOLD = 0.2
+"""Silero's score at which the assistant pauses for a possible barge-in (speech confirms at
+``VadStream.threshold``, 0.5). On the 8 interrupt scenarios of ``tandem eval build-duplex``
+(2026-12-02) the first window at 0.5 came 0.06-0.32 s (median 0.26 s) after the user's voice
+began, at 0.2 0.01-0.28 s (median 0.06 s); room tone before speech scored at most 0.11. A
+pause is cheap to undo (``bargein.ONSET_CONFIRM_S``); speaking over the user is not."""
 ONSET_ECHO_MAX = 0.5
 """While the assistant's voice may come back (open speakers), an onset needs windows the
 reference clearly does not explain (correlation under this, where the echo gate stops at
@@ -269,7 +275,7 @@ class Hearing:
             prob = 0.0  # Silero's memory keeps scoring high over digital silence: not speech
         echo = self.echo
         corr = 0.0
-        if echo is not None and prob >= self.stream.off_threshold:
+        if echo is not None and prob >= min(ONSET_THRESHOLD, self.stream.off_threshold):
             corr = echo.correlation(window)
             if corr >= echo.threshold:
                 prob = 0.0  # the assistant's own voice coming back: not the user
@@ -277,13 +283,13 @@ class Hearing:
         was_speaking = self.stream.speaking
         ev = self.stream.push(t_end, prob)
         out: list[Heard] = []
-        clear = prob >= self.stream.threshold and corr < ONSET_ECHO_MAX
+        clear = prob >= ONSET_THRESHOLD and corr < ONSET_ECHO_MAX
         self._clear_run = self._clear_run + 1 if clear else 0
         need = ONSET_WINDOWS_WITH_ECHO if echo is not None and echo.active else 1
         if not was_speaking and not self._onset_sent and self._clear_run >= need:
             self._onset_sent = True
             out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.VOICE_ONSET)))
-        if not self.stream.rising and not self.stream.speaking:
+        if not clear and not self.stream.rising and not self.stream.speaking:
             self._onset_sent = False  # the candidate died, or the utterance ended
         if ev is not None and ev.speech:
             self._start, self._partials = ev.t, set()

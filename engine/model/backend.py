@@ -35,8 +35,14 @@ class SessionBackend(Protocol):
         """Spans appended after the prefix and not yet dropped."""
         ...
 
-    def append(self, text: str) -> None:
-        """Append ``text`` as one new span; only its new tokens are evaluated."""
+    def append(self, text: str, *, join: bool = False) -> None:
+        """Append ``text`` as one new span (``join``: as the end of the newest span); only
+        its new tokens are evaluated."""
+        ...
+
+    def end_probability(self, candidates: Sequence[str]) -> float | None:
+        """P(the next token is the first token of one of ``candidates``), over the whole
+        vocabulary (distinct tokens summed); None when the backend cannot tell."""
         ...
 
     def label_logits(self, labels: Sequence[str]) -> list[float]:
@@ -61,6 +67,7 @@ class SessionBackend(Protocol):
 
         Returns the text generated so far, cut at the first ``stop`` string, and whether the
         continuation is finished. Several steps can spread one reply over several ticks.
+        ``cancel`` stops a step between tokens; the continuation is then not finished.
         """
         ...
 

@@ -22,11 +22,16 @@ class FakeBackend:
         n_ctx: int = 4096,
         rules: dict[str, str] | None = None,
         reply: str = "Here is a short answer.",
+        end_prob: float | None = None,
     ) -> None:
         self.name = "fake"
         self.n_ctx = n_ctx
         self.rules = rules if rules is not None else {"typed": "speak"}
         self.reply = reply
+        self.end_prob = end_prob
+        """What ``end_probability`` answers (None: it cannot tell)."""
+        self.probes: list[str] = []
+        """The sequence's last span at each ``end_probability`` call."""
         self.appends: list[str] = []
         self.label_calls = 0
         self._prefix = 0
@@ -47,13 +52,21 @@ class FakeBackend:
     def span_count(self) -> int:
         return len(self._spans)
 
-    def append(self, text: str) -> None:
+    def append(self, text: str, *, join: bool = False) -> None:
         self.spec_rollback()
         words = text.split() or ["·"]
         if self.n_tokens() + len(words) > self.n_ctx:
             raise ValueError("overflow")
+        if join and self._spans:
+            self._spans[-1].extend(words)
+            self.appends[-1] += text
+            return
         self._spans.append(words)
         self.appends.append(text)
+
+    def end_probability(self, candidates: Sequence[str]) -> float | None:
+        self.probes.append(self.appends[-1] if self.appends else "")
+        return self.end_prob
 
     def label_logits(self, labels: Sequence[str]) -> list[float]:
         self.label_calls += 1
@@ -82,9 +95,10 @@ class FakeBackend:
         if self._spec is None:
             raise RuntimeError("spec_step without spec_begin")
         words = self.reply.split()
+        if cancel is not None and cancel.is_set():
+            return " ".join(words[: self._spec_done]), False
         self._spec_done = min(len(words), self._spec_done + max_tokens)
-        done = self._spec_done >= len(words) or (cancel is not None and cancel.is_set())
-        return " ".join(words[: self._spec_done]), done
+        return " ".join(words[: self._spec_done]), self._spec_done >= len(words)
 
     def spec_rollback(self) -> None:
         self._spec = None

@@ -146,7 +146,7 @@ class LlamaBackend:
         """Spans after the prefix."""
         return len(self._spans)
 
-    def append(self, text: str) -> None:
+    def append(self, text: str, *, join: bool = False) -> None:
         """Decode only the new tokens of ``text`` (user content is never parsed as special)."""
         self.spec_rollback()
         tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
@@ -158,7 +158,10 @@ class LlamaBackend:
                 f"{self.n_ctx}); the session must drop spans first"
             )
         self._llm.eval(tokens)
-        self._spans.append(len(tokens))
+        if join and self._spans:
+            self._spans[-1] += len(tokens)
+        else:
+            self._spans.append(len(tokens))
         self._logits_fresh, self._held_logits = True, None
 
     def drop_oldest(self, n_spans: int) -> None:
@@ -208,6 +211,14 @@ class LlamaBackend:
             out.append(float(logits[tid]))
         return out
 
+    def end_probability(self, candidates: Sequence[str]) -> float | None:
+        """Softmax mass of the candidates' first tokens at the next position (~1 ms)."""
+        logits = self._last_logits().astype(np.float64)
+        top = float(logits.max())
+        total = float(np.exp(logits - top).sum())
+        ids = {self.first_token(c) for c in candidates}
+        return float(sum(np.exp(logits[i] - top) for i in ids) / total)
+
     def first_token(self, label: str) -> int:
         """The first token id of ``label`` (used to check labels are distinguishable)."""
         return int(self._llm.tokenize(label.encode("utf-8"), add_bos=False, special=False)[0])
@@ -234,23 +245,29 @@ class LlamaBackend:
         """Greedily extend the speculation by up to ``max_tokens`` tokens within ``budget_s``.
 
         Returns the text so far (cut at the first stop string) and whether it is finished
-        (a stop string, end of generation, a full window, or ``cancel``).
+        (a stop string, end of generation, a full window). ``cancel`` stops it between
+        tokens, unfinished: the engine decides whether the reply goes on or is dropped.
         """
         if self._spec_base is None:
             raise RuntimeError("spec_step without spec_begin")
         out = self._spec_out
         deadline = None if budget_s is None else time.perf_counter() + budget_s
+        last_token_s = 0.0  # a token is not started when it would end past the deadline
         for _ in range(max_tokens):
             text = self._llm.detokenize(out).decode("utf-8", errors="ignore") if out else ""
             cut = _stop_index(text, stop)
             if cut is not None:
                 return text[:cut], True
-            if (cancel is not None and cancel.is_set()) or self.n_tokens() >= self.n_ctx - 1:
+            if self.n_tokens() >= self.n_ctx - 1:
                 return text, True
-            if deadline is not None and time.perf_counter() >= deadline:
+            if cancel is not None and cancel.is_set():
+                return text, False  # stopped between tokens; the reply is not finished
+            if deadline is not None and time.perf_counter() + last_token_s >= deadline:
                 return text, False
             if out:
+                t0 = time.perf_counter()
                 self._llm.eval(out[-1:])
+                last_token_s = time.perf_counter() - t0
                 self._logits_fresh = True
             logits = self._last_logits().copy()
             for tid in set(out[-REPEAT_WINDOW:]):

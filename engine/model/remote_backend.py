@@ -81,10 +81,13 @@ class RemoteBackend:
         """Spans after the prefix."""
         return len(self._spans)
 
-    def append(self, text: str) -> None:
+    def append(self, text: str, *, join: bool = False) -> None:
         """Queue ``text``; the next request carries it and the server decodes only it."""
         self.spec_rollback()
-        self._spans.append(text)
+        if join and self._spans:
+            self._spans[-1] += text
+        else:
+            self._spans.append(text)
 
     def drop_oldest(self, n_spans: int) -> None:
         """Forget the oldest spans (the server re-prefills once from the changed point)."""
@@ -111,6 +114,16 @@ class RemoteBackend:
             out.append(max(scores) if scores else -math.inf)
         return out
 
+    def end_probability(self, candidates: Sequence[str]) -> float | None:
+        """From the server's top log-probs (None when it gives none): each distinct top token
+        that starts a candidate counts once."""
+        choice = self._complete(self._prompt(), max_tokens=1, logprobs=TOP_LOGPROBS)
+        top = _top_logprobs(choice)
+        if top is None:
+            return None
+        hits = {tok for tok in top if tok and any(c.startswith(tok) for c in candidates)}
+        return min(1.0, sum(math.exp(top[tok]) for tok in hits))
+
     def spec_begin(self, prime: str) -> None:
         """Start a speculative continuation (kept client-side; the server caches the prefix)."""
         self._spec = prime
@@ -134,6 +147,7 @@ class RemoteBackend:
         for chunk, reason in self._stream(body):
             self._spec_text += chunk
             if cancel is not None and cancel.is_set():
+                finished = False  # stopped, not finished: the engine decides what follows
                 break
             if reason is not None:
                 # "length" means our slice ran out, not the reply; a slice that added

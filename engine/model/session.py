@@ -30,6 +30,9 @@ from engine.model.backend import SessionBackend
 PROMPT_RESOURCE = ("assets", "prompts/interaction.txt")
 LABELS: dict[DecisionKind, str] = {kind: " " + kind.value for kind in DecisionKind}
 REPLY_STOP = ('"', "\n")
+END_OF_WORDS = ('"', '."', '?"', '!"', ".", "?", "!")
+"""What may follow the user's last word when the utterance is over: a closing quote or a
+sentence end (an ellipsis or a comma continues)."""
 MAX_REPLY_CHARS = 240
 """About 60 tokens: a spoken reply is a sentence or two; longer work is a handoff."""
 RECAP_ITEMS = 3
@@ -145,6 +148,17 @@ class ModelSession:
         self._write(line)
         return self.proposal()
 
+    def step_probing(self, line: str, at: int) -> tuple[Proposal, float | None]:
+        """``step``, reading on the way how likely the user's words end at ``at`` (an offset
+        in ``line`` right after them, before any closing punctuation): the model's own
+        end-of-utterance probability (as LiveKit's turn detector reads ``<|im_end|>``), the
+        mass of the tokens that would close the quote or the sentence there. The line is one
+        span all the same; the probe costs the split decode (a few ms) and one softmax."""
+        if self.backend.n_tokens() > self.high_water:
+            self._evict()
+        end = self._write(line, probe_at=at)
+        return self.proposal(), end
+
     def maintain(self) -> bool:
         """Window upkeep for a quiet tick; returns True when it wrote to the sequence.
 
@@ -159,12 +173,20 @@ class ModelSession:
         self._write(f"recap: {self._recap_queue.popleft()}\n")
         return True
 
-    def _write(self, text: str) -> None:
-        """Append ``text`` as one span, after the pending decision and held lines."""
+    def _write(self, text: str, probe_at: int | None = None) -> float | None:
+        """Append ``text`` as one span, after the pending decision and held lines; with
+        ``probe_at``, in two decodes with the end-of-words probability read between."""
         head, self._pending = self._pending, ""
-        self.backend.append(head + text)
+        end = None
+        if probe_at is not None and 0 < probe_at < len(text):
+            self.backend.append(head + text[:probe_at])
+            end = self.backend.end_probability(END_OF_WORDS)
+            self.backend.append(text[probe_at:], join=True)
+        else:
+            self.backend.append(head + text)
         self._span_texts.append(head + text)
         self._max_tokens = max(self._max_tokens, self.backend.n_tokens())
+        return end
 
     def proposal(self) -> Proposal:
         """Softmax over the labels' first-token logits at the end of the sequence."""

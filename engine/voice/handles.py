@@ -61,6 +61,17 @@ class SpeechHandle:
         self._pieces.append((words_before, words, start, start + seconds))
         self.end_t = max(self.end_t, start + seconds)
 
+    def extend(self, text: str) -> int:
+        """Append the next clauses of a reply that is streamed as it is decoded; returns the
+        number of words before them (the voice reports their pieces from there). The end
+        moves by an estimate until the voice reports when they really play."""
+        before = len(self._words)
+        words = text.split()
+        self.text = f"{self.text} {text}".strip()
+        self._words.extend(words)
+        self.end_t += len(words) / WORDS_PER_S
+        return before
+
     def interrupt(self, t: float, reason: str = "interrupted") -> None:
         """Stop at ``t`` and flush everything still queued."""
         if self.done:
@@ -109,6 +120,11 @@ class SpeechOut(Protocol):
         """``text`` will probably be said soon: synthesise its start ahead (speculation)."""
         ...
 
+    def extend(self, handle: SpeechHandle, text: str, t: float) -> None:
+        """Go on saying ``text`` after what ``handle`` has queued (a reply streamed clause by
+        clause); nothing happens if the handle was interrupted."""
+        ...
+
     def close(self) -> None:
         """Stop speaking and release the voice (threads, child programs)."""
         ...
@@ -130,5 +146,17 @@ class PacedTextSpeech:
     def say(self, text: str, t: float) -> SpeechHandle:
         """An utterance whose duration follows its word count."""
         start = t + self.lead_s
-        duration = max(0.4, len(text.split()) / self.words_per_s)
-        return SpeechHandle(text=text, start_t=start, end_t=start + duration)
+        handle = SpeechHandle(text=text, start_t=start, end_t=start)
+        handle.played(0, len(text.split()), start, self._span(text))
+        return handle
+
+    def extend(self, handle: SpeechHandle, text: str, t: float) -> None:
+        """The words follow the handle's last ones (after a gap if they came late)."""
+        if handle.done:
+            return
+        end = handle.end_t
+        before = handle.extend(text)
+        handle.played(before, len(text.split()), max(end, t + self.lead_s), self._span(text))
+
+    def _span(self, text: str) -> float:
+        return max(0.4, len(text.split()) / self.words_per_s)

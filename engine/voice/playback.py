@@ -75,6 +75,15 @@ class PlayedSpeech:
         self._jobs.put(_Utterance(self._generation, parts, handle, t, time.perf_counter()))
         return handle
 
+    def extend(self, handle: SpeechHandle, text: str, t: float) -> None:
+        """Queue more clauses of the utterance in hand; they play right after it (the voice
+        thread takes jobs in order, and an interruption drops them with the rest)."""
+        if handle.done or not (parts := sentences(text)):
+            return
+        before = handle.extend(text)
+        job = _Utterance(self._generation, parts, handle, t, time.perf_counter(), before)
+        self._jobs.put(job)
+
     def close(self) -> None:
         """Stop speaking and join the voice threads (the speaker is its owner's to stop)."""
         self._cancel()
@@ -102,9 +111,10 @@ class PlayedSpeech:
 
     def _run(self) -> None:
         while (u := self._jobs.get()) is not None:
-            words_before = 0
+            words_before = u.words_before
             for i, part in enumerate(u.parts):
-                samples = self._first_audio(part) if i == 0 else self.synth.synthesize(part)
+                first = i == 0 and not u.words_before
+                samples = self._first_audio(part) if first else self.synth.synthesize(part)
                 if u.generation != self._generation:
                     break  # interrupted, or a newer utterance took over
                 # Its first sample reaches the speaker after what is queued ahead of it and
@@ -126,6 +136,8 @@ class _Utterance:
     handle: SpeechHandle
     t: float
     queued: float
+    words_before: int = 0
+    """Words of the handle before these clauses (a continuation of a streamed reply)."""
 
 
 class VoicedSpeech:
@@ -135,7 +147,8 @@ class VoicedSpeech:
 
     def __init__(self, synth: Synthesizer) -> None:
         self.synth = synth
-        self.track: list[tuple[SpeechHandle, np.ndarray]] = []  # every utterance and its audio
+        self.track: list[tuple[SpeechHandle, float, np.ndarray]] = []
+        """Every utterance's audio: its handle, when the audio starts, the samples."""
         # the first sentence synthesised ahead, its audio, and when it is ready
         self._prepared: tuple[str, np.ndarray, float] | None = None
 
@@ -157,9 +170,24 @@ class VoicedSpeech:
             ready = t + self.synth.synthesis_s(len(first) / audio.RATE)
         samples = np.concatenate([first, *(self.synth.synthesize(s) for s in parts[1:])])
         start = round(ready, 3)
-        handle = SpeechHandle(text=text, start_t=start, end_t=start + len(samples) / audio.RATE)
-        self.track.append((handle, samples))
+        handle = SpeechHandle(text=text, start_t=start, end_t=start)
+        handle.played(0, len(text.split()), start, len(samples) / audio.RATE)
+        self.track.append((handle, start, samples))
         return handle
+
+    def extend(self, handle: SpeechHandle, text: str, t: float) -> None:
+        """Synthesise the next clauses; they start when the handle's audio ends, or once
+        synthesised if that is later (a gap: the model was slower than the voice)."""
+        parts = sentences(text)
+        if handle.done or not parts:
+            return
+        pieces = [self.synth.synthesize(s) for s in parts]
+        samples = np.concatenate(pieces)
+        ready = t + self.synth.synthesis_s(len(pieces[0]) / audio.RATE)
+        start = round(max(handle.end_t, ready), 3)
+        before = handle.extend(text)
+        handle.played(before, len(text.split()), start, len(samples) / audio.RATE)
+        self.track.append((handle, start, samples))
 
     def close(self) -> None:
         """Nothing runs in the background in replay."""
@@ -167,9 +195,9 @@ class VoicedSpeech:
     def render(self, duration_s: float) -> np.ndarray:
         """The assistant's audio on the timeline, each utterance cut where it stopped."""
         out = np.zeros(int(duration_s * audio.RATE), dtype=np.float32)
-        for handle, samples in self.track:
+        for handle, start, samples in self.track:
             end = handle.stopped_t if handle.stopped_t is not None else handle.end_t
-            i = int(handle.start_t * audio.RATE)
-            n = max(0, min(int((end - handle.start_t) * audio.RATE), len(out) - i))
+            i = int(start * audio.RATE)
+            n = max(0, min(int((end - start) * audio.RATE), len(out) - i, len(samples)))
             out[i : i + n] += samples[:n]
         return out
