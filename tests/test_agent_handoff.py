@@ -13,7 +13,7 @@ from background_agent.link import AgentLink
 from engine.core.clock import VirtualClock
 from engine.core.engine import HANDOFF_ACK, TASK_NEWS_QUIET_S, Engine, ReplyBudget
 from engine.core.events import TimelineEvent, from_json, to_json
-from engine.core.frames import TICK_S, ControlEvent, ControlKind, TaskUpdate, TranscriptDelta
+from engine.core.frames import ControlEvent, ControlKind, TaskUpdate, TranscriptDelta
 from engine.core.handoff import HandoffPackage
 from engine.model.session import ModelSession
 from engine.model.worker import ModelWorker
@@ -22,6 +22,7 @@ from permissions.gate import Gate
 from permissions.model import Decision, Rule, Scope
 from tests.agent_server import Hold, call, finish, scripted
 from tests.fakes import FakeBackend
+from tests.timelines import drive
 
 REQUEST = "please fix the add function in calc.py"
 USER_TALKS = (5.0, 7.0)  # the user talks (no words: thinking aloud) while the task finishes
@@ -66,28 +67,17 @@ def test_a_spoken_request_runs_as_a_task_and_its_result_is_told_at_the_next_paus
             TranscriptDelta(USER_TALKS[1] + 0.2, "", final=True),
         ]
 
-        async def drive() -> None:
-            pending = sorted(items, key=lambda i: i.t)
-            for k in range(1, round(12.0 / TICK_S) + 1):
-                tick_t = round(k * TICK_S, 6)
-                while pending and pending[0].t <= tick_t:
-                    item = pending.pop(0)
-                    await clock.sleep_until(item.t)
-                    if isinstance(item, ControlEvent):
-                        engine.control(item)
-                    else:
-                        engine.data.put(item)
-                await clock.sleep_until(tick_t)
-                if tick_t == USER_TALKS[0] + 0.2:  # the task ends while the user talks
-                    (task,) = link.tasks.snapshot()  # handed off before the user spoke again
-                    started.append(task.task_id)
-                    done = await asyncio.to_thread(link.tasks.wait, task.task_id, 30.0)
-                    assert done is not None and done.kind == "done"
-                await engine.tick(tick_t)
-            engine.flush(clock.now())
+        async def task_ends_while_the_user_talks(tick_t: float) -> None:
+            if tick_t == USER_TALKS[0] + 0.2:
+                (task,) = link.tasks.snapshot()  # handed off before the user spoke again
+                started.append(task.task_id)
+                done = await asyncio.to_thread(link.tasks.wait, task.task_id, 30.0)
+                assert done is not None and done.kind == "done"
 
         try:
-            asyncio.run(drive())
+            asyncio.run(
+                drive(engine, items, 12.0, before_tick=task_ends_while_the_user_talks, clock=clock)
+            )
         finally:
             link.close()
             worker.close()

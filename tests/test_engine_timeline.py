@@ -24,6 +24,7 @@ from engine.model.session import ModelSession
 from engine.model.worker import ModelWorker
 from engine.voice.handles import PacedTextSpeech
 from tests.fakes import FakeBackend
+from tests.timelines import drive
 
 Item = TypedText | FocusChange | ControlEvent | TranscriptDelta
 
@@ -52,25 +53,8 @@ def run(
     worker.start(lambda: ModelSession(fake, "system: you are Tandem"))
     events: list[TimelineEvent] = []
     engine = Engine(worker, PacedTextSpeech(), events.append, budget=ReplyBudget(tokens_per_tick))
-    clock = VirtualClock()
-
-    async def drive() -> None:
-        pending = sorted(items, key=lambda i: i.t)
-        for k in range(1, round(duration / TICK_S) + 1):
-            tick_t = round(k * TICK_S, 6)
-            while pending and pending[0].t <= tick_t:
-                item = pending.pop(0)
-                await clock.sleep_until(item.t)
-                if isinstance(item, ControlEvent):
-                    engine.control(item)
-                else:
-                    engine.data.put(item)
-            await clock.sleep_until(tick_t)
-            await engine.tick(tick_t)
-        engine.flush(clock.now())
-
     try:
-        asyncio.run(drive())
+        asyncio.run(drive(engine, items, duration))
     finally:
         worker.close()
     return [to_json(e) for e in sorted(events, key=lambda e: e.t)], fake
@@ -377,22 +361,25 @@ def test_how_finished_the_turn_sounded_moves_the_answer(
     assert speak and earliest <= speak[0]["t"] <= latest, speak
 
 
-@pytest.mark.parametrize(("end_prob", "earliest", "latest"), [(0.95, 1.6, 1.9), (0.01, 2.0, 2.6)])
-def test_how_likely_the_model_finds_the_words_over_moves_the_answer(
-    end_prob: float, earliest: float, latest: float
-) -> None:
-    """The same words and no prosody: the model's end-of-words probability decides."""
+def test_the_model_finding_the_words_unfinished_holds_the_turn() -> None:
+    """The same words and no prosody: the model's end-of-words probability can delay the
+    answer (it reads them as unfinished), never bring it forward."""
     items = [
         ControlEvent(0.3, ControlKind.USER_STARTED_SPEAKING),
         ControlEvent(1.2, ControlKind.USER_STOPPED_SPEAKING, voice_t=1.0),
         TranscriptDelta(1.2, "so the parser fails on empty input", True),
     ]
-    events, fake = run(items, 5.0, rules={}, end_prob=end_prob)
-    speak = [e for e in lane(events, "model") if e["decision"] == "speak"]
-    assert speak and earliest <= speak[0]["t"] <= latest, speak
-    assert [p.rsplit("\n", 1)[-1] for p in fake.probes] == [
-        '1.2 user quiet | user "so the parser fails on empty input'
-    ]  # read right after the words, before the quote closed
+
+    def answered(end_prob: float | None) -> float:
+        events, fake = run(items, 5.0, rules={}, end_prob=end_prob)
+        assert [p.rsplit("\n", 1)[-1] for p in fake.probes] == [
+            '1.2 user quiet | user "so the parser fails on empty input'
+        ]  # read right after the words, before the quote closed
+        return float(next(e["t"] for e in lane(events, "model") if e["decision"] == "speak"))
+
+    alone = answered(None)
+    assert answered(0.95) == alone
+    assert answered(0.01) >= alone + 0.2
 
 
 EXAMPLE_ANSWER = "It returns a new string with the whitespace at both ends removed."

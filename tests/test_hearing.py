@@ -253,9 +253,11 @@ def test_duplex_scenarios_from_real_speech(
     assert main(["eval", "duplex", str(root), "--json", "--threads", "2"]) == 0
     result = json.loads(capsys.readouterr().out)
     # Pauses at any word boundary and in five other languages. After a function word it never
-    # takes the floor; overall the target (<= 0.15, issue 10) is not met yet: 0.238 measured
-    # on 2026-12-02, so this guards against getting worse while the end of turn improves.
+    # takes the floor; in English it took none of 11 (2026-12-02). Overall the target (<= 0.15,
+    # issue 10) is not met: 5 of the 10 pauses in other languages are taken (Whisper tiny.en
+    # writes English sentences there), 0.238 in all; this guards against getting worse.
     assert result["pause"]["after_function_word"]["takeover_rate"] == 0.0
+    assert result["pause"]["english"]["takeover_rate"] <= 0.1  # 0 of 11 measured
     assert result["pause"]["takeover_rate"] <= 0.25
     assert result["turn"]["takeover_rate"] >= 0.9  # but it does answer a finished turn
     assert result["interrupt"]["success_rate"] >= 0.95

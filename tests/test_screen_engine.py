@@ -6,11 +6,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from engine.core.clock import VirtualClock
 from engine.core.engine import Engine, ReplyBudget, asks_about_screen
 from engine.core.events import TimelineEvent, to_json
 from engine.core.frames import (
-    TICK_S,
     ControlEvent,
     ControlKind,
     FocusChange,
@@ -24,6 +22,7 @@ from engine.model.session import ModelSession
 from engine.model.worker import ModelWorker
 from engine.voice.handles import PacedTextSpeech
 from tests.fakes import FakeBackend
+from tests.timelines import drive
 
 Item = TypedText | FocusChange | ControlEvent | TranscriptDelta | ScreenCue | ScreenText
 
@@ -56,25 +55,8 @@ def run(
         proactive=ProactivityConfig(level=level),
         screen_text=screen_text,
     )
-    clock = VirtualClock()
-
-    async def drive() -> None:
-        pending = sorted(items, key=lambda i: i.t)
-        for k in range(1, round(duration / TICK_S) + 1):
-            tick_t = round(k * TICK_S, 6)
-            while pending and pending[0].t <= tick_t:
-                item = pending.pop(0)
-                await clock.sleep_until(item.t)
-                if isinstance(item, ControlEvent):
-                    engine.control(item)
-                else:
-                    engine.data.put(item)
-            await clock.sleep_until(tick_t)
-            await engine.tick(tick_t)
-        engine.flush(clock.now())
-
     try:
-        asyncio.run(drive())
+        asyncio.run(drive(engine, items, duration))
     finally:
         worker.close()
     return [to_json(e) for e in sorted(events, key=lambda e: e.t)], fake

@@ -282,10 +282,11 @@ def test_replay_times_results_as_the_thread_would() -> None:
         (0.9, 0.92, None, pytest.approx((0.45 + 0.25) / 1.5)),  # a content-word cut: wait
         (0.9, 0.04, None, 0.3),  # "He was not." sounds unfinished: hold the turn
         (0.2, 0.99, None, 0.2),  # ends on "the": the words hold it, whatever the pitch
-        (0.9, None, 0.0, pytest.approx(0.45)),  # the model's end-of-words probability
-        (0.9, None, 0.3, pytest.approx(0.95)),  # at LM_SURE: as sure as it gets
+        (0.9, None, 0.0, pytest.approx(0.45)),  # the model finds the words unfinished: hold
+        (0.9, None, 0.3, 0.9),  # sure they are over: it never hands the turn over alone
         (0.9, 0.99, 0.02, pytest.approx((0.45 + 1.0) / 2.0)),  # "He was not": the model doubts
-        (0.6, 0.9, 0.175, pytest.approx((0.3 + 0.0 + 0.25) / 2.0)),  # halfway on both scales
+        (0.9, 0.99, 0.9, pytest.approx((0.45 + 1.0) / 1.5)),  # agreeing changes nothing
+        (0.6, 0.9, 0.175, pytest.approx(0.3 / 1.5)),  # halfway for the model: above the rest
         (1.5, -0.3, None, pytest.approx(0.5 / 1.5)),  # out of range: clamped
         (0.8, math.nan, None, 0.8),  # a failed score is no score
     ],
