@@ -8,7 +8,7 @@ from engine.eval.duplex import score, summarise
 from engine.hearing.bargein import (
     BACKCHANNEL_MAX_S,
     END_LAG_S,
-    ONSET_CONFIRM_S,
+    ONSET_GIVE_UP_S,
     TRANSCRIPT_WAIT_S,
     Overlap,
     Verdict,
@@ -78,13 +78,16 @@ def test_no_transcript_after_a_short_overlap_resumes() -> None:
     assert o.on_tick(10.4 + TRANSCRIPT_WAIT_S + 0.01, user_speaking=False) is Verdict.RESUME
 
 
-def test_an_unconfirmed_onset_resumes_and_a_confirmed_one_waits() -> None:
+def test_an_unconfirmed_onset_resumes_when_it_fades_and_a_confirmed_one_waits() -> None:
     click = Overlap(paused_t=10.0, confirmed=False)
-    assert click.on_tick(10.0 + ONSET_CONFIRM_S - 0.01, user_speaking=False) is Verdict.WAIT
-    assert click.on_tick(10.0 + ONSET_CONFIRM_S + 0.01, user_speaking=False) is Verdict.RESUME
+    assert click.on_tick(11.5, user_speaking=False) is Verdict.WAIT  # a late confirmation: wait
+    assert click.on_voice_faded() is Verdict.RESUME
     voice = Overlap(paused_t=10.0, confirmed=False)
-    voice.confirmed = True  # the VAD's speech start came
-    assert voice.on_tick(10.0 + ONSET_CONFIRM_S + 0.01, user_speaking=True) is Verdict.WAIT
+    voice.on_user_started()  # the VAD's speech start came
+    assert voice.on_voice_faded() is Verdict.WAIT
+    assert voice.on_tick(10.5, user_speaking=True) is Verdict.WAIT  # words decide, or length
+    lost = Overlap(paused_t=10.0, confirmed=False)  # hearing went away mid-onset
+    assert lost.on_tick(10.0 + ONSET_GIVE_UP_S + 0.01, user_speaking=False) is Verdict.RESUME
 
 
 def test_words_while_still_talking_stop_at_once() -> None:

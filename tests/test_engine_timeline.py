@@ -169,14 +169,28 @@ def test_a_bare_voice_onset_pauses_at_once_and_resumes_when_not_confirmed() -> N
     items = [
         ControlEvent(1.0, ControlKind.FORCE_SAY, say),
         ControlEvent(2.05, ControlKind.VOICE_ONSET),  # a click: the VAD never confirms it
+        ControlEvent(2.35, ControlKind.VOICE_FADED),  # and hearing says it went quiet
     ]
     events, _ = run(items, 6.0)
     stop = lane(events, "speech", "stop")[0]
     assert stop == {"t": 2.05, "lane": "speech", "kind": "stop", "reason": "interrupted"}
     starts = lane(events, "speech", "start")
     assert len(starts) == 2 and starts[1].get("resume") is True
-    assert starts[1]["t"] == pytest.approx(2.6)  # the first tick after ONSET_CONFIRM_S (0.5)
+    assert starts[1]["t"] == pytest.approx(2.35)  # at once, from the word it paused on
     assert lane(events, "vad") == []
+
+
+def test_an_onset_confirmed_late_never_resumes_over_the_user() -> None:
+    """Live, the VAD confirmed an interruption 1.8 s after its onset: no timer resumes."""
+    say = "Let me walk you through the whole parser step by step from the very top"
+    items = [
+        ControlEvent(1.0, ControlKind.FORCE_SAY, say),
+        ControlEvent(2.05, ControlKind.VOICE_ONSET),
+        ControlEvent(3.85, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(6.0, ControlKind.USER_STOPPED_SPEAKING),
+    ]
+    events, _ = run(items, 8.0)
+    assert len(lane(events, "speech", "start")) == 1  # paused at 2.05, never resumed
 
 
 def test_a_confirmed_onset_stops_from_the_onset_not_from_the_start() -> None:

@@ -304,3 +304,61 @@ def test_a_score_that_is_not_ready_in_time_is_left_out(
     heard = hear(x, vad, asr, slow)
     (final,) = [h.transcript for h in heard if h.transcript and h.transcript.final]
     assert final.prosody_complete is None  # the transcript never waits for it
+
+
+class _ScriptedVad:
+    """Scores windows from a script (the onset logic, not Silero, is under test)."""
+
+    def __init__(self, probs: list[float]) -> None:
+        self.probs = list(probs)
+
+    def reset(self) -> None:
+        pass
+
+    def score(self, window: np.ndarray) -> float:
+        return self.probs.pop(0) if self.probs else 0.0
+
+
+class _SilentAsr:
+    """Recognises nothing; the onset's control events are under test."""
+
+    def __init__(self) -> None:
+        self.jobs: list[int] = []
+
+    def submit(self, job: int, samples: np.ndarray, t: float) -> None:
+        self.jobs.append(job)
+
+    def idle(self, t: float) -> bool:
+        return True
+
+    def results(self) -> list[object]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("probs", "expected"),
+    [
+        # a click: three windows at 0.3, then quiet -> the pause it caused is undone
+        ([0.0] * 5 + [0.3] * 3 + [0.0] * 12, [ControlKind.VOICE_ONSET, ControlKind.VOICE_FADED]),
+        # a voice that the VAD confirms late (a soft start): never "faded" while it sounds
+        # like a voice, however long it takes
+        (
+            [0.0] * 5 + [0.3, 0.25, 0.4] * 10 + [0.9] * 6 + [0.0] * 12,
+            [
+                ControlKind.VOICE_ONSET,
+                ControlKind.USER_STARTED_SPEAKING,
+                ControlKind.USER_STOPPED_SPEAKING,
+            ],
+        ),
+    ],
+)
+def test_an_onset_fades_only_when_the_microphone_went_quiet(
+    probs: list[float], expected: list[ControlKind]
+) -> None:
+    hearing = Hearing(_ScriptedVad(probs), _SilentAsr())  # type: ignore[arg-type]
+    x = np.ones(512 * len(probs), dtype=np.float32) * 0.05  # loud enough to be scored
+    heard = hearing.push(x)
+    assert [h.control.kind for h in heard if h.control is not None] == expected

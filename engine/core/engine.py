@@ -200,6 +200,9 @@ class Engine:
         if ev.kind is ControlKind.VOICE_ONSET:
             if not st.muted:  # a pause costs nothing; a cough must not cost the reply
                 self._pause_for_user(ev.t, confirmed=False)
+        elif ev.kind is ControlKind.VOICE_FADED:
+            if st.overlap is not None:
+                self._settle_overlap(st.overlap.on_voice_faded(), ev.t)
         elif ev.kind is ControlKind.USER_STARTED_SPEAKING:
             if not st.muted:  # a muted microphone hears nothing
                 self.epoch += 1

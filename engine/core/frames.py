@@ -110,6 +110,8 @@ class ControlKind(enum.Enum):
 
     VOICE_ONSET = "voice_onset"
     """The first window that sounds like the user: barge-in pauses on it, unconfirmed."""
+    VOICE_FADED = "voice_faded"
+    """An onset the VAD never confirmed went quiet again (a click, a breath): resume."""
     USER_STARTED_SPEAKING = "user_started_speaking"
     USER_STOPPED_SPEAKING = "user_stopped_speaking"
     MUTE = "mute"

@@ -306,9 +306,15 @@ TUNING: tuple[Tuned, ...] = (
     ),
     _t(
         "hearing.bargein",
-        "ONSET_CONFIRM_S",
-        "measured: onset (score 0.2) to confirmed speech 0.1-0.38 s on the 8 interrupt"
-        " scenarios of tandem eval build-duplex (2026-12-02); 0.5 s leaves a margin",
+        "ONSET_GIVE_UP_S",
+        "chosen: a safety net; an unconfirmed onset resumes when hearing says it faded",
+    ),
+    _t(
+        "hearing.pipeline",
+        "ONSET_FADE_S",
+        "measured: live, the VAD confirmed an interruption 1.8 s after its onset and a 0.5 s"
+        " timer resumed over the user twice (eval duplex --live, interrupt-2, 2026-12-02);"
+        " 0.25 s matches VadStream.min_silence_s",
     ),
     _t(
         "hearing.bargein",

@@ -2,7 +2,7 @@
 
 The moment the first window sounds like the user during playback (``VOICE_ONSET``) the
 assistant *pauses* (queued audio is flushed): the stop time is bounded by voice detection, not
-by the 200 ms tick. An onset the VAD does not confirm within ``ONSET_CONFIRM_S`` resumes.
+by the 200 ms tick. An onset the VAD does not confirm resumes once it fades (a click).
 What happens next depends on what the overlap turns out to be:
 
 - the user keeps talking past ``BACKCHANNEL_MAX_S``, or says real words -> the stop is final
@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 BACKCHANNEL_MAX_S = 1.0
 """Longest overlap (pause to detected end of the user's speech) still taken as a backchannel."""
-ONSET_CONFIRM_S = 0.5
-"""How long a pause on a bare voice onset waits for the VAD to confirm speech before taking
-the onset as a click or a breath and resuming. The onset comes at a low score
-(``pipeline.ONSET_THRESHOLD``); confirmation needs 0.5 for ``min_speech_s``: it came 0.1-0.38 s
-after the onset on the interrupt scenarios of ``tandem eval build-duplex`` (2026-12-02)."""
+ONSET_GIVE_UP_S = 2.0
+"""A safety net only: a pause on a bare voice onset resumes when hearing reports that the onset
+faded (``VOICE_FADED``), or after this long if no word of it ever comes (a microphone that
+vanished mid-onset)."""
 TRANSCRIPT_WAIT_S = 2.5
 """A safety net only: hearing always delivers a final for an utterance (an empty one when it
 had no words), and that final decides. Live, recognition on a busy 2-core machine can take
@@ -106,13 +105,17 @@ class Overlap:
 
     def on_tick(self, t: float, user_speaking: bool) -> Verdict:
         """Decide on time alone: a long overlap stops; silence with no transcript resumes."""
-        if not self.confirmed and not user_speaking and t - self.paused_t > ONSET_CONFIRM_S:
+        if not self.confirmed and not user_speaking and t - self.paused_t > ONSET_GIVE_UP_S:
             return Verdict.RESUME
         if user_speaking and t - self.paused_t > BACKCHANNEL_MAX_S + END_LAG_S:
             return Verdict.STOP
         if self.user_stopped_t is not None and t - self.user_stopped_t > TRANSCRIPT_WAIT_S:
             return Verdict.RESUME
         return Verdict.WAIT
+
+    def on_voice_faded(self) -> Verdict:
+        """The onset went quiet before the VAD confirmed it: a click or a breath."""
+        return Verdict.WAIT if self.confirmed else Verdict.RESUME
 
     def on_user_started(self) -> None:
         """The user talks again: whatever ended before was a breath, not the end."""

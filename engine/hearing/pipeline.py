@@ -56,7 +56,12 @@ ONSET_THRESHOLD = 0.2
 ``VadStream.threshold``, 0.5). On the 8 interrupt scenarios of ``tandem eval build-duplex``
 (2026-12-02) the first window at 0.5 came 0.06-0.32 s (median 0.26 s) after the user's voice
 began, at 0.2 0.01-0.28 s (median 0.06 s); room tone before speech scored at most 0.11. A
-pause is cheap to undo (``bargein.ONSET_CONFIRM_S``); speaking over the user is not."""
+pause is cheap to undo (``ONSET_FADE_S``); speaking over the user is not."""
+ONSET_FADE_S = 0.25
+"""Quiet (under ``ONSET_THRESHOLD``) after an onset the VAD did not confirm that makes it a
+click or a breath (``VOICE_FADED``): as long as the microphone still sounds like a voice,
+the assistant stays paused however late the confirmation comes. Live, the VAD confirmed one
+interruption 1.8 s after its onset; a timer of 0.5 s resumed over the user twice."""
 ONSET_ECHO_MAX = 0.5
 """While the assistant's voice may come back (open speakers), an onset needs windows the
 reference clearly does not explain (correlation under this, where the echo gate stops at
@@ -232,6 +237,8 @@ class Hearing:
         self.dropped_speculations = 0
         self._clear_run = 0  # voiced windows in a row that are clearly not echo
         self._onset_sent = False
+        self._onset_open = False  # an onset sent and not confirmed yet
+        self._quiet_run = 0  # windows under the onset threshold since the last voiced one
 
     def push(self, samples: np.ndarray) -> list[Heard]:
         """Feed 16 kHz mono samples; returns what was heard (time = position in the stream)."""
@@ -287,11 +294,18 @@ class Hearing:
         self._clear_run = self._clear_run + 1 if clear else 0
         need = ONSET_WINDOWS_WITH_ECHO if echo is not None and echo.active else 1
         if not was_speaking and not self._onset_sent and self._clear_run >= need:
-            self._onset_sent = True
+            self._onset_sent, self._onset_open, self._quiet_run = True, True, 0
             out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.VOICE_ONSET)))
-        if not clear and not self.stream.rising and not self.stream.speaking:
-            self._onset_sent = False  # the candidate died, or the utterance ended
+        if clear or self.stream.rising or self.stream.speaking:
+            self._quiet_run = 0
+        elif self._onset_sent:
+            self._quiet_run += 1
+            if self._quiet_run * WINDOW / RATE >= ONSET_FADE_S:  # the candidate died, or the
+                if self._onset_open:  # utterance ended; only an unconfirmed one is news
+                    out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.VOICE_FADED)))
+                self._onset_sent = self._onset_open = False
         if ev is not None and ev.speech:
+            self._onset_open = False  # confirmed
             self._start, self._partials = ev.t, set()
             self._next_partial = ev.t + PARTIAL_EVERY_S
             out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.USER_STARTED_SPEAKING)))
