@@ -54,11 +54,36 @@ def poll(what: Callable[[], Any], timeout_s: float, message: str) -> Any:
         time.sleep(0.05)
 
 
-def free_display() -> int:
+def free_display(skip: set[int] | None = None) -> int:
     for n in range(90, 400):
+        if n in (skip or set()):
+            continue
         if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
             return n
     pytest.skip("no free X display number")
+
+
+def _start_xvfb(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    """Xvfb on a free display, answering and still alive (a display another test's server
+    was just leaving can look free and then refuse the new one: take the next)."""
+    tried: set[int] = set()
+    for _ in range(4):
+        n = free_display(tried)
+        tried.add(n)
+        env["DISPLAY"] = f":{n}"
+        xvfb = _start(
+            ["Xvfb", env["DISPLAY"], "-screen", "0", "1280x800x24", "-nolisten", "tcp"], env, log
+        )
+        deadline = time.monotonic() + 20
+        while xvfb.poll() is None and time.monotonic() < deadline:
+            probe = ["xdotool", "getdisplaygeometry"]
+            if subprocess.run(probe, env=env, capture_output=True, check=False).returncode == 0:
+                time.sleep(0.2)  # still ours a moment later: not a server on its way out
+                if xvfb.poll() is None:
+                    return xvfb
+            time.sleep(0.1)
+        _stop(xvfb)
+    pytest.fail("Xvfb did not start")
 
 
 @dataclass
@@ -120,11 +145,9 @@ def _stop(proc: subprocess.Popen[str], timeout_s: float = 20) -> None:
 
 @pytest.fixture
 def headed(tmp_path: Path) -> Iterator[Headed]:
-    display = f":{free_display()}"
     with private_pulseaudio(tmp_path / "pulse") as audio_env:
         env = {k: v for k, v in audio_env.items() if not k.startswith("TANDEM_")}
         env.update(
-            DISPLAY=display,
             QT_QPA_PLATFORM="xcb",
             TANDEM_CONFIG_DIR=str(tmp_path / "config"),
             TANDEM_DATA_DIR=str(tmp_path / "data"),
@@ -132,23 +155,9 @@ def headed(tmp_path: Path) -> Iterator[Headed]:
             TANDEM_MODEL_N_THREADS="1",
         )
         env.pop("WAYLAND_DISPLAY", None)
-        xvfb = _start(
-            ["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-            env,
-            tmp_path / "xvfb.log",
-        )
+        xvfb = _start_xvfb(env, tmp_path / "xvfb.log")
         procs = [xvfb]
         try:
-            poll(
-                lambda: (
-                    subprocess.run(
-                        ["xdotool", "getdisplaygeometry"], env=env, capture_output=True, check=False
-                    ).returncode
-                    == 0
-                ),
-                20,
-                "Xvfb did not start",
-            )
             procs.append(_start(["fluxbox"], env, tmp_path / "fluxbox.log"))
             poll(
                 lambda: (

@@ -342,7 +342,16 @@ class _SilentAsr:
     ("probs", "expected"),
     [
         # a click: three windows at 0.3, then quiet -> the pause it caused is undone
-        ([0.0] * 5 + [0.3] * 3 + [0.0] * 12, [ControlKind.VOICE_ONSET, ControlKind.VOICE_FADED]),
+        ([0.0] * 5 + [0.3] * 3 + [0.0] * 30, [ControlKind.VOICE_ONSET, ControlKind.VOICE_FADED]),
+        # a first syllable, a half-second gap, then the voice: no fade in the gap
+        (
+            [0.0] * 5 + [0.3] * 3 + [0.0] * 16 + [0.9] * 6 + [0.0] * 12,
+            [
+                ControlKind.VOICE_ONSET,
+                ControlKind.USER_STARTED_SPEAKING,
+                ControlKind.USER_STOPPED_SPEAKING,
+            ],
+        ),
         # a voice that the VAD confirms late (a soft start): never "faded" while it sounds
         # like a voice, however long it takes
         (

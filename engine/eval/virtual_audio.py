@@ -271,8 +271,9 @@ class Recorder:
             raise VirtualAudioError(f"the recorder delivered nothing in {timeout_s:.0f} s")
 
     def _read(self) -> None:
-        assert self._proc is not None
-        while chunk := self._proc.read():
+        proc = self._proc  # ``stop`` clears the field while this thread may still be reading
+        assert proc is not None
+        while chunk := proc.read():
             now = time.monotonic()
             self._chunks.append(chunk)
             self._bytes += len(chunk)
