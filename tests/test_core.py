@@ -1,4 +1,4 @@
-"""Channels, control inbox and clocks."""
+"""Channels, control inbox, clocks and the CPU share."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from engine.core import cpu
 from engine.core.channels import Channel, ControlInbox, Overflow
 from engine.core.clock import RealClock, VirtualClock
 
@@ -85,3 +86,24 @@ def test_real_clock_moves_forward() -> None:
     a = clock.now()
     asyncio.run(clock.sleep_until(a + 0.01))
     assert clock.now() >= a + 0.01
+
+
+def test_heavy_jobs_are_counted_across_threads_and_through_errors() -> None:
+    assert not cpu.others_computing()
+    started, release = threading.Event(), threading.Event()
+
+    def recognise() -> None:
+        with cpu.heavy("asr"):
+            started.set()
+            release.wait(5)
+
+    th = threading.Thread(target=recognise, name="test-asr")
+    th.start()
+    assert started.wait(5)
+    with pytest.raises(RuntimeError), cpu.heavy("asr"), cpu.heavy("tts"):
+        assert cpu.computing() == {"asr": 2, "tts": 1}
+        raise RuntimeError("a failed synthesis")
+    assert cpu.computing() == {"asr": 1}  # the failed jobs no longer count
+    release.set()
+    th.join()
+    assert not cpu.others_computing() and cpu.computing() == {}

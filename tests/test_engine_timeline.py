@@ -305,6 +305,27 @@ def test_a_handoff_is_acknowledged_and_its_task_text_is_never_spoken() -> None:
     assert "running the tests" not in start["text"].lower()
 
 
+def test_a_handoff_is_acknowledged_at_once_and_handed_over_when_its_text_is_complete() -> None:
+    task = "run the whole test suite and fix the parser test that fails on empty input"
+    fake = FakeBackend(rules={"typed": "handoff"}, reply=task)
+    worker = ModelWorker()
+    worker.start(lambda: ModelSession(fake, "system: you are Tandem"))
+    events: list[TimelineEvent] = []
+    engine = Engine(worker, PacedTextSpeech(), events.append, budget=ReplyBudget(2))
+    handed: list[tuple[float, str]] = []
+    engine.handoff = lambda package: handed.append((package.t, dict(package.extra)["task"]))
+    try:
+        asyncio.run(drive(engine, [TypedText(1.05, "run the tests and fix what fails")], 4.0))
+    finally:
+        worker.close()
+    timeline = [to_json(e) for e in sorted(events, key=lambda e: e.t)]
+    (decision,) = [e for e in lane(timeline, "model") if e["decision"] == "handoff"]
+    (start,) = lane(timeline, "speech", "start")
+    assert start["text"] == HANDOFF_ACK and start["t"] == decision["t"] == 1.2
+    # two words a tick: the task text is complete seven ticks later, and only then handed over
+    assert handed == [(pytest.approx(1.2 + 7 * TICK_S), task)]
+
+
 @pytest.mark.parametrize("label", ["silent", "Speak.", '"handoff"', "stop"])
 def test_a_reply_that_is_only_a_decision_label_is_not_spoken(label: str) -> None:
     events, _ = run([TypedText(1.0, "hello")], 4.0, reply=label)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import llama_cpp
 import pytest
 
+from engine.core.cpu import heavy
 from engine.errors import ModelFileError
 from engine.model.llama_backend import LlamaBackend, choose_threads
 from engine.model.registry import (
@@ -116,6 +118,30 @@ def test_an_append_that_overflows_the_window_is_refused(embedded_spec: ModelSpec
 )
 def test_thread_choice_leaves_room_for_audio(audio: bool, cores: int, expected: int) -> None:
     assert choose_threads(audio_active=audio, cores=cores) == expected
+
+
+def test_the_spare_core_is_taken_only_while_no_other_heavy_job_computes(
+    smollm_spec: ModelSpec,
+) -> None:
+    b = LlamaBackend(smollm_spec, n_ctx=512, n_threads=2, threads_when_busy=1)
+
+    def threads_now() -> int:
+        return int(llama_cpp.llama_n_threads(b._llm._ctx.ctx))
+
+    try:
+        b.reset("<|im_start|>system\nshort<|im_end|>\n")
+        b.append(" 0.2 app code =>")
+        assert threads_now() == 2
+        with heavy("asr"):  # the recogniser computes on the other core
+            b.append(' silent\n0.4 user "so" =>')
+            assert threads_now() == 1
+            b.spec_begin(" speak:")
+            b.spec_step(2, ())
+            assert threads_now() == 1
+        b.spec_step(2, ())
+        assert threads_now() == 2
+    finally:
+        b.close()
 
 
 # --- model files -----------------------------------------------------------------------------

@@ -443,12 +443,17 @@ class Engine:
     async def _continue_reply(self, t: float) -> None:
         """Prepare the next slice of the reply within this tick's budget, and say what is ready
         once the policy has committed to answering: a spoken reply clause by clause while it
-        is decoded (the user hears its first clause while the rest is still being prepared),
-        a handoff's acknowledgement once its task text is complete."""
+        is decoded (the user hears its first clause while the rest is still being prepared);
+        a handoff is acknowledged at once and handed to the agent when its task text is
+        complete (live, the task text took 1.6 s to decode before the acknowledgement)."""
         st = self.state
         kind = st.reply
         if kind is None:
             return
+        handing_off = kind is DecisionKind.HANDOFF and st.reply_committed
+        if handing_off and not st.reply_spoken and self._may_say_now():
+            self._say_more(HANDOFF_ACK, t)
+            st.reply_spoken = HANDOFF_ACK
         text, done = st.reply_text or "", st.reply_text is not None
         if not done:
             tokens, seconds = self.budget.tokens_per_tick, self.budget.seconds_per_tick
@@ -467,16 +472,14 @@ class Engine:
                 return
         if not st.reply_committed:
             return
-        if self.epoch != self._tick_epoch or st.user_speaking or st.overlap is not None:
+        if kind is DecisionKind.HANDOFF:
+            if done and st.reply_spoken:  # acknowledged: the agent gets it whatever comes next
+                self._hand_off(text, t)
+                await self._finish_reply(kind, rolled_back=True)
+            return
+        if not self._may_say_now():
             # The user took the floor while the model worked: nothing more is said now. The
             # next tick rolls the reply back (the user went on) or goes on (a click resumed).
-            return
-        if kind is DecisionKind.HANDOFF:
-            if done:
-                self._hand_off(text, t)
-                self._say_more(HANDOFF_ACK, t)
-                st.reply_spoken = HANDOFF_ACK
-                await self._finish_reply(kind, rolled_back=True)
             return
         upto = len(text) if done else clause_end(text, len(st.reply_spoken))
         said = text[:upto]
@@ -501,6 +504,11 @@ class Engine:
             st.reply_spoken = said
         if done:
             await self._finish_reply(kind, rolled_back=True)
+
+    def _may_say_now(self) -> bool:
+        """Nothing (a voice onset, the user's speech, an overlap) took the floor this tick."""
+        st = self.state
+        return self.epoch == self._tick_epoch and not st.user_speaking and st.overlap is None
 
     def _say_more(self, text: str, t: float) -> None:
         """Say the next words of the reply in hand: a new utterance for its first clause (or

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.core.cpu import heavy
 from engine.errors import MissingDependencyError, ModelFileError
 from engine.model.registry import package_path, verified_file
 
@@ -91,12 +92,13 @@ class Recognizer:
         return [Word(w.word.strip(), w.start, w.end) for s in segments for w in s.words or []]
 
     def _segments(self, audio: np.ndarray, **timing: bool) -> list[Any]:
-        segments, _ = self._model.transcribe(
-            audio.astype(np.float32, copy=False),
-            language=self.language,
-            beam_size=self.beam_size,
-            vad_filter=False,
-            condition_on_previous_text=False,
-            **timing,
-        )
-        return list(segments)
+        with heavy("asr"):  # the segments are decoded lazily, while the list is built
+            segments, _ = self._model.transcribe(
+                audio.astype(np.float32, copy=False),
+                language=self.language,
+                beam_size=self.beam_size,
+                vad_filter=False,
+                condition_on_previous_text=False,
+                **timing,
+            )
+            return list(segments)

@@ -88,6 +88,7 @@ from typing import Protocol
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from engine.core.cpu import heavy
 from engine.errors import MissingDependencyError, ModelFileError
 from engine.model.registry import verified_file
 
@@ -248,8 +249,9 @@ class SmartTurn:
 
         Pass the utterance up to now, trailing quiet included (only the last 8 s count).
         """
-        features = log_mel(audio_16k)[None]
-        (out,) = self._session.run(None, {"input_features": features})
+        with heavy("turn"):
+            features = log_mel(audio_16k)[None]
+            (out,) = self._session.run(None, {"input_features": features})
         return float(np.asarray(out).reshape(-1)[0])  # the graph ends in a sigmoid
 
 

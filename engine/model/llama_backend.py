@@ -6,7 +6,9 @@ What makes a 200 ms micro-turn affordable on a CPU (figures in ARCHITECTURE.md):
   (no sampling, no extra decode);
 - speculative tokens (a reply being prepared) are rolled back with ``kv_cache_seq_rm``;
 - old spans leave by KV shifting (``seq_rm`` + ``seq_add``), never by a re-prefill;
-- the pinned prefix is snapshotted with ``llama_state_seq_get_data`` so a reset is a copy.
+- the pinned prefix is snapshotted with ``llama_state_seq_get_data`` so a reset is a copy;
+- every decode call uses the spare cores only while no other heavy job computes there
+  (``engine.core.cpu``).
 
 Not thread-safe: create and call it on one owner thread (``engine.model.worker``).
 """
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.core.cpu import others_computing
 from engine.errors import EngineError, MissingDependencyError, ModelFileError
 from engine.model.registry import ModelSpec, verify
 
@@ -49,7 +52,8 @@ def choose_threads(audio_active: bool, cores: int | None = None) -> int:
     """Threads for llama.cpp: leave a core to the audio models when they run.
 
     Measured here: with other heavy work on the second core ``n_threads=2`` doubles the
-    append latency while ``n_threads=1`` holds. Small models gain nothing past 8 threads.
+    append latency while ``n_threads=1`` holds (``engine.core.cpu``); with the second core
+    idle 2 threads are 1.7-1.9x faster. Small models gain nothing past 8 threads.
     """
     n = cores if cores is not None else cpu_cores()
     if audio_active:
@@ -81,6 +85,7 @@ class LlamaBackend:
         n_threads: int | None = None,
         n_gpu_layers: int | None = None,
         verify_file: bool = True,
+        threads_when_busy: int | None = None,
     ) -> None:
         if verify_file:
             verify(spec)
@@ -104,6 +109,10 @@ class LlamaBackend:
         self.name = spec.name
         self.n_ctx = n_ctx
         self.n_threads = threads
+        self.threads_when_busy = min(threads, threads_when_busy or threads)
+        """Threads while another heavy job computes (``engine.core.cpu``): llama.cpp takes the
+        spare cores only when they are free, since sharing one costs it 2-3x."""
+        self._threads_now = threads
         self._n_vocab = self._llm.n_vocab()
         self._prefix_len = 0
         self._spans: list[int] = []  # token length of each span after the prefix, oldest first
@@ -113,6 +122,14 @@ class LlamaBackend:
         self._spec_base: int | None = None
         self._spec_out: list[int] = []
         self._held_logits: np.ndarray | None = None
+
+    def _eval(self, tokens: Sequence[int]) -> None:
+        """Decode ``tokens`` on as many threads as the cores free right now allow."""
+        want = self.threads_when_busy if others_computing() else self.n_threads
+        if want != self._threads_now:
+            llama_cpp.llama_set_n_threads(self._llm._ctx.ctx, want, want)
+            self._threads_now = want
+        self._llm.eval(tokens)
 
     # --- the sequence ------------------------------------------------------------------
 
@@ -130,10 +147,10 @@ class LlamaBackend:
             self.restore(snap)
         else:
             self._llm.reset()  # type: ignore[no-untyped-call]
-            self._llm.eval(tokens[:-1])
+            self._eval(tokens[:-1])
             self._prefix_snapshot = self.snapshot()
         # The last prefix token is decoded separately so the logits after reset are fresh.
-        self._llm.eval(tokens[-1:])
+        self._eval(tokens[-1:])
         self._prefix_len = len(tokens)
         self._spans.clear()
         self._logits_fresh, self._held_logits = True, None
@@ -157,7 +174,7 @@ class LlamaBackend:
                 f"append of {len(tokens)} tokens overflows the window ({self.n_tokens()}/"
                 f"{self.n_ctx}); the session must drop spans first"
             )
-        self._llm.eval(tokens)
+        self._eval(tokens)
         if join and self._spans:
             self._spans[-1] += len(tokens)
         else:
@@ -194,7 +211,7 @@ class LlamaBackend:
             n = self.n_tokens()
             last = int(self._llm.input_ids[n - 1])
             self._llm.n_tokens = n - 1
-            self._llm.eval([last])
+            self._eval([last])
             self._logits_fresh = True
         ptr = llama_cpp.llama_get_logits_ith(self._llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
@@ -232,7 +249,7 @@ class LlamaBackend:
         self._spec_out = []
         ids = self._llm.tokenize(prime.encode("utf-8"), add_bos=False, special=False)
         if ids and self._spec_base + len(ids) < self.n_ctx:
-            self._llm.eval(ids)
+            self._eval(ids)
             self._logits_fresh = True
 
     def spec_step(
@@ -266,7 +283,7 @@ class LlamaBackend:
                 return text, False
             if out:
                 t0 = time.perf_counter()
-                self._llm.eval(out[-1:])
+                self._eval(out[-1:])
                 last_token_s = time.perf_counter() - t0
                 self._logits_fresh = True
             logits = self._last_logits().copy()
@@ -309,7 +326,7 @@ class LlamaBackend:
         tokens = [int(x) for x in self._llm.input_ids[:n]]
         t0 = time.perf_counter()
         self._llm.n_tokens = 0
-        self._llm.eval(tokens)
+        self._eval(tokens)
         self._logits_fresh, self._held_logits = True, None
         self._last_logits()
         return (time.perf_counter() - t0) * 1000.0

@@ -61,12 +61,16 @@ def make_backend(cfg: ModelConfig) -> SessionBackend:
     from engine.model.llama_backend import LlamaBackend, choose_threads
     from engine.model.registry import resolve
 
-    threads = cfg.n_threads or choose_threads(audio_active=cfg.audio_active)
+    # Threads chosen for the load: every core while the audio models are quiet, fewer while
+    # they compute (``engine.core.cpu``); a number the user set is used as it is.
+    threads = cfg.n_threads or choose_threads(audio_active=False)
+    busy = cfg.n_threads or choose_threads(audio_active=cfg.audio_active)
     spec = resolve(cfg.model, cfg.sha256)  # the default falls back to SmolLM2, saying why
     return LlamaBackend(
         spec,
         n_ctx=cfg.n_ctx,
         n_threads=threads,
+        threads_when_busy=busy,
         n_gpu_layers=cfg.n_gpu_layers,
         verify_file=not spec.verified,  # a joined model was hashed by resolve just now
     )

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from engine.core.cpu import heavy
 from engine.core.frames import ScreenCue, ScreenText
 from engine.seeing import cues as cue_detectors
 from engine.seeing.ocr import Ocr, OcrError, OcrLine
@@ -86,7 +87,8 @@ class ScreenReader:
         sensitive: list[Box] = []
         for region in regions:
             try:
-                raw = self.ocr.read(job.frame, region)
+                with heavy("ocr"):  # tesseract's process computes on a core the model wants
+                    raw = self.ocr.read(job.frame, region)
             except OcrError as e:
                 log.warning("screen: %s", e)
                 continue

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.core.cpu import heavy
 from engine.errors import MissingDependencyError, ModelFileError
 from engine.model.registry import (
     PIPER_VOICE,
@@ -151,7 +152,8 @@ class PiperVoice:
 
     def speak(self, phonemes: str) -> np.ndarray:
         """The audio of one sentence's phonemes (long ones in word-aligned pieces)."""
-        pieces = [self._run(p) for p in chunks(phonemes)]
+        with heavy("tts"):
+            pieces = [self._run(p) for p in chunks(phonemes)]
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
     def _run(self, phonemes: str) -> np.ndarray:
