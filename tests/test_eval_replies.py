@@ -13,10 +13,12 @@ import pytest
 
 from app import cli
 from engine.core.copying import PromptText, contains, copies, overlap, words
+from engine.core.events import DecisionEvent, SpeechStart, SpeechStop
 from engine.eval.replies import (
     QuestionsError,
     fact_found,
     facts_found,
+    first_reply,
     load_questions,
     stem,
 )
@@ -269,6 +271,21 @@ def two_questions(tmp_path: Path) -> Path:
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def test_the_reply_is_every_clause_of_the_first_utterance() -> None:
+    events = [
+        DecisionEvent(1.2, "speak", "typed_request"),
+        SpeechStart(1.4, "Rebase replays each commit,"),
+        SpeechStart(2.9, "one by one, on the new base.", continues=True),
+        SpeechStop(4.5, "done"),
+        SpeechStart(9.0, "The tests passed."),  # task news later: another utterance
+        SpeechStart(10.0, "All of them.", continues=True),
+    ]
+    asked = first_reply(events, 1.0)
+    assert asked.reply == "Rebase replays each commit, one by one, on the new base."
+    assert asked.first_audio_s == 0.4 and asked.decision == "speak"
+    assert facts_found(asked.reply, [["replay"], ["new base"]]) == 2
 
 
 def test_command_end_to_end_json(

@@ -192,19 +192,30 @@ class Asked:
 
 
 def first_reply(events: Sequence[TimelineEvent], typed_at: float) -> Asked:
-    """The first thing the assistant started to say after ``typed_at`` (not a backchannel)."""
+    """The first thing the assistant started to say after ``typed_at`` (not a backchannel),
+    with the clauses that continued it (a reply is spoken while it is decoded)."""
+    ordered = sorted(events, key=lambda e: e.t)
     decision = next(
         (
             e.decision
-            for e in sorted(events, key=lambda e: e.t)
+            for e in ordered
             if isinstance(e, DecisionEvent) and e.decision in ANSWER_DECISIONS
         ),
         "silent",
     )
-    for e in sorted(events, key=lambda e: e.t):
-        if isinstance(e, SpeechStart) and not e.resume and e.text != BACKCHANNEL_TEXT:
-            return Asked(e.text, round(e.t - typed_at, 3), decision)
-    return Asked("", None, decision)
+    starts = [
+        e
+        for e in ordered
+        if isinstance(e, SpeechStart) and not e.resume and e.text != BACKCHANNEL_TEXT
+    ]
+    if not starts:
+        return Asked("", None, decision)
+    parts = [starts[0].text]
+    for e in starts[1:]:
+        if not e.continues:
+            break  # a new utterance: not this reply
+        parts.append(e.text)
+    return Asked(" ".join(parts), round(starts[0].t - typed_at, 3), decision)
 
 
 def ask(
