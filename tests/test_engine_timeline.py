@@ -129,6 +129,44 @@ def test_a_short_overlap_with_no_words_resumes_where_it_paused() -> None:
     assert not any("you stopped after" in a for a in fake.appends)
 
 
+def test_while_paused_for_the_user_the_model_waits_and_the_resume_is_prepared() -> None:
+    say = "Let me walk you through the whole parser step by step from the very top"
+    items = [
+        ControlEvent(1.0, ControlKind.FORCE_SAY, say),
+        ControlEvent(2.05, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(2.4, ControlKind.USER_STOPPED_SPEAKING, voice_t=2.4),
+        TranscriptDelta(3.1, "yeah", final=True),  # a backchannel: resume
+    ]
+    prepared: list[tuple[float, str]] = []
+
+    class Spy(PacedTextSpeech):
+        def prepare(self, text: str, t: float) -> None:
+            prepared.append((t, text))
+
+    fake = FakeBackend()
+    worker = ModelWorker()
+    worker.start(lambda: ModelSession(fake, "system: you are Tandem"))
+    events: list[TimelineEvent] = []
+    engine = Engine(worker, Spy(), events.append, budget=ReplyBudget(8))
+    appended_at: list[tuple[float, int]] = []
+
+    async def count(tick_t: float) -> None:
+        appended_at.append((tick_t, len(fake.appends)))
+
+    try:
+        asyncio.run(drive(engine, items, 5.0, before_tick=count))
+    finally:
+        worker.close()
+    timeline = [to_json(e) for e in sorted(events, key=lambda e: e.t)]
+    (resumed,) = [e for e in lane(timeline, "speech", "start") if e.get("resume")]
+    rest = say.split(" ", 2)[2]
+    assert resumed["text"] == rest and prepared == [(2.05, rest)]  # synthesised at the pause
+    paused = [n for tick_t, n in appended_at if 2.2 <= tick_t <= resumed["t"]]
+    assert len(set(paused)) == 1  # no append while the arbiter decides
+    later = [a for a in fake.appends[paused[0] :] if "yeah" in a]
+    assert later  # what was heard meanwhile reaches the model once it resumed
+
+
 def test_a_pause_waits_for_the_final_transcript_however_late_it_is() -> None:
     say = "Let me walk you through the whole parser step by step from the very top"
     items = [
@@ -390,6 +428,22 @@ def test_how_finished_the_turn_sounded_moves_the_answer(
         ControlEvent(0.3, ControlKind.USER_STARTED_SPEAKING),
         ControlEvent(1.2, ControlKind.USER_STOPPED_SPEAKING, voice_t=1.0),
         TranscriptDelta(1.2, "so the parser fails on empty input", True, prosody),
+    ]
+    events, _ = run(items, 5.0, rules={})
+    speak = [e for e in lane(events, "model") if e["decision"] == "speak"]
+    assert speak and earliest <= speak[0]["t"] <= latest, speak
+
+
+@pytest.mark.parametrize(("confidence", "earliest", "latest"), [(0.8, 1.6, 1.9), (0.3, 2.5, 2.7)])
+def test_words_the_recogniser_was_unsure_of_wait_for_the_silence(
+    confidence: float, earliest: float, latest: float
+) -> None:
+    """Finished-sounding words and voice: heard clearly they are answered at once; heard
+    unclearly (tiny.en writing English for Spanish) only after ``max_wait_s`` of silence."""
+    items = [
+        ControlEvent(0.3, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(1.2, ControlKind.USER_STOPPED_SPEAKING, voice_t=1.0),
+        TranscriptDelta(1.2, "thank you very much.", True, 0.99, confidence),
     ]
     events, _ = run(items, 5.0, rules={})
     speak = [e for e in lane(events, "model") if e["decision"] == "speak"]

@@ -12,7 +12,7 @@ import pytest
 
 from engine.errors import ModelFileError
 from engine.hearing import smart_turn
-from engine.hearing.endpoint import fuse
+from engine.hearing.endpoint import HEARD_CLEARLY, fuse
 from engine.hearing.smart_turn import (
     N_FFT,
     N_FRAMES,
@@ -303,3 +303,17 @@ def test_fuse_is_monotonic_in_each_signal() -> None:
             assert row == sorted(row)
             assert [fuse(a, c, b) for c in grid] == sorted(fuse(a, c, b) for c in grid)
             assert [fuse(c, a, b) for c in grid] == sorted(fuse(c, a, b) for c in grid)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "expected"),
+    [
+        (None, pytest.approx((0.45 + 1.0) / 1.5)),  # the recogniser said nothing: as before
+        (0.8, pytest.approx((0.45 + 1.0) / 1.5)),  # heard clearly: as before
+        (HEARD_CLEARLY, pytest.approx((0.45 + 1.0) / 1.5)),
+        (0.3, 0.0),  # tiny.en's English for Spanish speech: only the silence ends it
+        (math.nan, pytest.approx((0.45 + 1.0) / 1.5)),  # a broken confidence is none
+    ],
+)
+def test_words_heard_unclearly_never_end_a_turn(confidence: float | None, expected: float) -> None:
+    assert fuse(0.9, 0.99, 0.9, confidence) == expected

@@ -21,8 +21,9 @@ import pytest
 from app.terminal import LevelMeter, meter_line
 from engine.core.channels import Channel, ControlInbox, Overflow
 from engine.core.clock import RealClock
-from engine.core.frames import ControlEvent, ControlKind
+from engine.core.frames import ControlEvent, ControlKind, DataFrame, TranscriptDelta
 from engine.hearing.listener import CLIP, FLOOR_DBFS, LevelWindow, Listener, MicLevel, dbfs
+from engine.hearing.pipeline import Heard
 from engine.senses import sound
 from engine.senses.sound import AudioBlock, AudioDeviceError, Microphone, resolve
 from permissions.gate import Gate, Lease
@@ -295,6 +296,45 @@ def test_a_lost_microphone_is_reported_once_and_reopened(mode: str, reason: str)
     assert lines[1].endswith("; retrying")
     assert lines[2] == "microphone: listening (scripted, 16000 Hz)"  # failed retries are quiet
     assert listener.losses == 1
+
+
+def test_a_final_transcript_reaches_the_engine_with_its_prosody_and_confidence() -> None:
+    """Live, the listener re-times what hearing heard onto the engine's clock and must keep
+    the rest: it once dropped Smart Turn's score and so every live turn went without it."""
+
+    class OneFinal(StubHearing):
+        sent = False
+
+        def push(self, samples: np.ndarray) -> list[object]:
+            if self.sent:
+                return []
+            self.sent = True
+            final = TranscriptDelta(
+                0.5, "so that is it.", True, prosody_complete=0.97, confidence=0.81
+            )
+            return [Heard(0.5, transcript=final)]
+
+    gate = Gate((Rule("u:mic", Decision.ALLOW, sense=Sense.MICROPHONE),))
+    mic = ScriptedMic(gate.open_sense(Sense.MICROPHONE, AppContext("test")))
+    data: Channel[DataFrame] = Channel("data", 8, Overflow.DROP_OLDEST)
+    clock = RealClock()
+    listener = Listener(
+        mic,
+        OneFinal(),
+        clock,
+        inbox=ControlInbox(),
+        data=data,  # type: ignore[arg-type]
+        report=lambda _: None,
+    )
+    listener.start()
+    try:
+        assert wait_for(lambda: len(data) == 1)
+    finally:
+        listener.stop()
+    (got,) = data.drain()
+    assert isinstance(got, TranscriptDelta) and got.final and got.text == "so that is it."
+    assert (got.prosody_complete, got.confidence) == (0.97, 0.81)
+    assert 0.0 <= clock.now() - got.t < 5.0  # on the engine's clock, not the stream's
 
 
 def test_mute_stops_the_microphone_and_unmute_opens_a_new_lease() -> None:

@@ -131,9 +131,10 @@ class EngineState:
     clause while the rest is decoded)."""
     reply_prepared: bool = False
     """Its first clause was handed to the voice to synthesise ahead."""
-    turn_signals: tuple[float, float | None] | None = None
-    """The words' completeness and Smart Turn's score of a final transcript that ends a turn,
-    until the model has read the words too (its end-of-words probability joins the fusion)."""
+    turn_signals: tuple[float, float | None, float | None] | None = None
+    """The words' completeness, Smart Turn's score and the recogniser's confidence of a final
+    transcript that ends a turn, until the model has read the words too (its end-of-words
+    probability joins the fusion)."""
 
 
 class Engine:
@@ -321,8 +322,9 @@ class Engine:
         self._recent.append(f"user: {frame.text}")
         # How finished the turn is: the words, and how they sounded when it was scored; the
         # model's own reading of the words is added once they are appended (``_consult_and_act``).
-        st.turn_signals = (completeness(frame.text), frame.prosody_complete)
-        st.turn_complete = fuse(*st.turn_signals, None)
+        st.turn_signals = (completeness(frame.text), frame.prosody_complete, frame.confidence)
+        words, prosody, confidence = st.turn_signals
+        st.turn_complete = fuse(words, prosody, None, confidence)
         if not st.user_speaking:
             # The turn ended when the voice did; the transcript only arrives later. (One
             # arriving while the user talks again ends nothing: it is the turn a cough held.)
@@ -356,18 +358,28 @@ class Engine:
     async def _consult_and_act(self, turn: MicroTurn, t: float) -> Decision:
         """Append the micro-turn (if it says anything), decide, act."""
         st = self.state
+        if st.overlap is not None:
+            # Paused for the user: the barge-in arbiter alone decides what comes next, so the
+            # model keeps the moment for later and leaves the cores to hearing (live, appends
+            # here delayed the recogniser's verdict on a backchannel by up to 0.6 s).
+            held = self.renderer.render(turn, heartbeat=False)
+            if held is not None:
+                await self.worker.call(lambda s: s.note(held))
+            return Decision(t, turn.index, DecisionKind.SILENT, "paused_for_user", False)
         line = self.renderer.render(turn)
         consulted = line is not None
         probe_at, signals = self.renderer.words_end, st.turn_signals
         st.turn_signals = None
         if line is not None and probe_at is not None and signals is not None:
             st.proposal, lm_end = await self.worker.call(lambda s: s.step_probing(line, probe_at))
-            st.turn_complete = fuse(*signals, lm_end)
+            words, prosody, confidence = signals
+            st.turn_complete = fuse(words, prosody, lm_end, confidence)
             log.debug(
-                "end of turn: words %.2f prosody %s model %s -> %.2f",
-                signals[0],
-                "-" if signals[1] is None else f"{signals[1]:.3f}",
+                "end of turn: words %.2f prosody %s model %s heard %s -> %.2f",
+                words,
+                "-" if prosody is None else f"{prosody:.3f}",
                 "-" if lm_end is None else f"{lm_end:.3f}",
+                "-" if confidence is None else f"{confidence:.2f}",
                 st.turn_complete,
             )
         elif line is not None:
@@ -706,6 +718,9 @@ class Engine:
             handle.interrupt(t, "interrupted")
             st.overlap = Overlap(t, confirmed=confirmed)
             self._emit(SpeechStop(t, "interrupted"))
+            rest = handle.rest_after(t)
+            if rest:  # synthesised while the user talks: a resume after "mm-hmm" plays at once
+                self.speech.prepare(rest, t)
         elif t < handle.start_t:
             self._stop_speech(t, "interrupted")
 

@@ -56,6 +56,9 @@ class TranscriptDelta:
     prosody_complete: float | None = None
     """A final's P(turn complete) from how the utterance sounded (Smart Turn), if scored in
     time; the policy fuses it with the words (``hearing.endpoint.fuse``)."""
+    confidence: float | None = None
+    """How sure the recogniser was of these words (Whisper: the geometric mean of its token
+    probabilities), if it says; words it was unsure of cannot end a turn on their own."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ utterance (about 0.45 s for 3.5 s of speech) and partials at most about once a s
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +40,13 @@ def embedded_model_dir() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
-    """Recognised text and how long recognition took."""
+    """Recognised text, how sure the recogniser was of it, how long recognition took."""
 
     text: str
     seconds: float
+    confidence: float | None = None
+    """exp of the mean token log-probability (Whisper's ``avg_logprob``, weighted by segment
+    length); None when nothing was recognised."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +88,16 @@ class Recognizer:
         t0 = time.perf_counter()
         segments = self._segments(audio, without_timestamps=True)
         text = " ".join(s.text.strip() for s in segments).strip()
-        return Transcript(text=text, seconds=time.perf_counter() - t0)
+        weights = [max(1, len(s.tokens)) for s in segments]
+        confidence = (
+            math.exp(
+                sum(w * s.avg_logprob for w, s in zip(weights, segments, strict=True))
+                / sum(weights)
+            )
+            if segments
+            else None
+        )
+        return Transcript(text=text, seconds=time.perf_counter() - t0, confidence=confidence)
 
     def words(self, audio: np.ndarray) -> list[Word]:
         """The words of ``audio`` with their times (slower: for building scenarios)."""

@@ -70,7 +70,21 @@ was not" 0.001, "...had then measured" 0.02), pauses in other languages 0.05-0.5
 tiny.en writes English there); AUC 0.79-0.80, as Smart Turn's."""
 
 
-def fuse(words_complete: float, prosody_complete: float | None, lm_end_prob: float | None) -> float:
+HEARD_CLEARLY = 0.5
+"""The recogniser's confidence (``TranscriptDelta.confidence``) under which its words cannot
+end a turn on their own. Measured with Whisper tiny.en on the user speech of ``tandem eval
+build-duplex`` (2026-12-02, each labelled stretch transcribed alone): English 0.59-0.93 (one
+mid-turn fragment, "Seven of...", 0.40), the five other languages 0.25-0.45, where tiny.en
+writes fluent English ("Thank you very much.") that looks finished to the words, to Smart Turn's
+calibration and to the model alike."""
+
+
+def fuse(
+    words_complete: float,
+    prosody_complete: float | None,
+    lm_end_prob: float | None,
+    confidence: float | None = None,
+) -> float:
     """How finished the user's turn is (0..1), from every signal there is.
 
     Without prosody and the model this is the words' completeness, unchanged. Words that
@@ -80,14 +94,19 @@ def fuse(words_complete: float, prosody_complete: float | None, lm_end_prob: flo
     with it counts only when it is lower. Measured on the 21 pauses of build-duplex in replay
     (2026-12-02): a symmetric mean took one more English pause (after a comma, where the
     model read 0.78) than no model at all, and moved the turn latency by 11 ms. A missing or
-    non-finite signal is left out; inputs are clamped to 0..1. Pure.
+    non-finite signal is left out; inputs are clamped to 0..1. Words the recogniser was
+    unsure of (``confidence`` under ``HEARD_CLEARLY``) count as broken off: the silence alone
+    (``PolicyConfig.max_wait_s``) ends such a turn. Pure.
 
     Args:
         words_complete: ``endpoint.completeness`` of the final transcript.
         prosody_complete: Smart Turn's P(complete) for the same utterance, if scored.
         lm_end_prob: the session's probability that the user's words end where they stop,
             if read.
+        confidence: how sure the recogniser was of the words, if it says.
     """
+    if confidence is not None and math.isfinite(confidence) and confidence < HEARD_CLEARLY:
+        return 0.0
 
     def ok(x: float | None) -> float | None:
         return None if x is None or not math.isfinite(x) else min(1.0, max(0.0, x))

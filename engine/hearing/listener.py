@@ -23,14 +23,14 @@ import logging
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import soxr
 
 from engine.core.channels import Channel, ControlInbox
 from engine.core.clock import Clock
-from engine.core.frames import ControlEvent, ControlKind, DataFrame, TranscriptDelta
+from engine.core.frames import ControlEvent, ControlKind, DataFrame
 from engine.hearing.pipeline import RATE, Hearing
 from engine.senses.sound import AudioDeviceError, Microphone, Speaker
 from permissions.gate import Lease
@@ -232,4 +232,4 @@ class Listener:
                     self.inbox.put(ControlEvent(now, c.kind, voice_t=voice_t))
                 elif heard.transcript is not None:
                     tr = heard.transcript
-                    self.data.put(TranscriptDelta(now, tr.text, final=tr.final))
+                    self.data.put(replace(tr, t=now))  # with its prosody and confidence

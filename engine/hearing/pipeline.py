@@ -71,6 +71,12 @@ reference clearly does not explain (correlation under this, where the echo gate 
 ONSET_WINDOWS_WITH_ECHO = 2
 """... and two of them in a row: pausing the assistant for its own echo is the one thing
 barge-in must never do. With nothing playing, one voiced window is an onset."""
+NO_ECHO_AFTER_S = 2.0
+"""Seconds of the assistant's voice without one window the echo gate had to take (headphones,
+or a microphone that does not hear the speaker) after which an onset needs neither: the two
+rules cost 32 ms on every barge-in, and up to 0.29 s where the user's voice happened to
+correlate with the reference (live interrupt scenarios, 2026-12-02, no echo path). One window
+taken for echo brings both back."""
 SILENCE_FLOOR = 1e-3
 """Peak amplitude (-60 dBFS) under which a window is silence, whatever the VAD's memory says."""
 PAD_S = 0.1
@@ -100,6 +106,7 @@ class Recognized:
     job: int
     text: str
     ready_t: float | None = None
+    confidence: float | None = None
 
 
 class AsrRunner(Protocol):
@@ -132,9 +139,9 @@ class ModeledAsr:
 
     def submit(self, job: int, samples: np.ndarray, t: float) -> None:
         """Recognise now; ready after the queue ahead of it and the modelled latency."""
-        text = self.asr.transcribe(samples).text
+        heard = self.asr.transcribe(samples)
         self._free_at = max(t, self._free_at) + asr_latency(len(samples) / RATE)
-        self._done.append(Recognized(job, text, round(self._free_at, 3)))
+        self._done.append(Recognized(job, heard.text, round(self._free_at, 3), heard.confidence))
 
     def idle(self, t: float) -> bool:
         """Free once the last modelled job has finished."""
@@ -188,12 +195,13 @@ class ThreadedAsr:
         while (item := self._jobs.get()) is not None:
             job, samples = item
             try:
-                text = self.asr.transcribe(samples).text
+                heard = self.asr.transcribe(samples)
+                text, confidence = heard.text, heard.confidence
             except Exception as e:  # a failed job must still end its utterance (as no words)
                 log.warning("asr: a recognition job failed (%s)", type(e).__name__)
-                text = ""
+                text, confidence = "", None
             with self._lock:
-                self._done.append(Recognized(job, text))
+                self._done.append(Recognized(job, text, confidence=confidence))
                 self._pending -= 1
 
 
@@ -205,6 +213,7 @@ class _Final:
     decided_t: float
     text: str | None = None
     ready_t: float | None = None
+    confidence: float | None = None
     prosody: float | None = None
     prosody_t: float | None = None
 
@@ -241,6 +250,7 @@ class Hearing:
         self._onset_sent = False
         self._onset_open = False  # an onset sent and not confirmed yet
         self._quiet_run = 0  # windows under the onset threshold since the last voiced one
+        self._echo_free_s = 0.0  # seconds of reference since the gate last took a window
 
     def push(self, samples: np.ndarray) -> list[Heard]:
         """Feed 16 kHz mono samples; returns what was heard (time = position in the stream)."""
@@ -289,12 +299,17 @@ class Hearing:
             if corr >= echo.threshold:
                 prob = 0.0  # the assistant's own voice coming back: not the user
                 echo.echo_windows += 1
+                self._echo_free_s = 0.0
+        echoing = echo is not None and echo.active
+        if echoing:
+            self._echo_free_s += WINDOW / RATE
+        echoing = echoing and self._echo_free_s < NO_ECHO_AFTER_S
         was_speaking = self.stream.speaking
         ev = self.stream.push(t_end, prob)
         out: list[Heard] = []
-        clear = prob >= ONSET_THRESHOLD and corr < ONSET_ECHO_MAX
+        clear = prob >= ONSET_THRESHOLD and (corr < ONSET_ECHO_MAX or not echoing)
         self._clear_run = self._clear_run + 1 if clear else 0
-        need = ONSET_WINDOWS_WITH_ECHO if echo is not None and echo.active else 1
+        need = ONSET_WINDOWS_WITH_ECHO if echoing else 1
         if not was_speaking and not self._onset_sent and self._clear_run >= need:
             self._onset_sent, self._onset_open, self._quiet_run = True, True, 0
             out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.VOICE_ONSET)))
@@ -372,6 +387,7 @@ class Hearing:
                 pending = [self._spec]
             if pending:
                 pending[0].text, pending[0].ready_t = r.text, t
+                pending[0].confidence = r.confidence
             elif r.job in self._partials and r.text:
                 out.append(Heard(t, transcript=TranscriptDelta(t=t, text=r.text, final=False)))
         while self._finals and self._finals[0].text is not None:
@@ -381,7 +397,13 @@ class Hearing:
             # transcript never waits for it.
             prosody = f.prosody if f.prosody_t is None or f.prosody_t <= t else None
             # an empty final says "that voice activity had no words" (a cough): it matters
-            delta = TranscriptDelta(t=t, text=f.text or "", final=True, prosody_complete=prosody)
+            delta = TranscriptDelta(
+                t=t,
+                text=f.text or "",
+                final=True,
+                prosody_complete=prosody,
+                confidence=f.confidence,
+            )
             out.append(Heard(t, transcript=delta))
         return out
 
