@@ -394,38 +394,3 @@ def test_an_onset_fades_only_when_the_microphone_went_quiet(
     x = np.ones(512 * len(probs), dtype=np.float32) * 0.05  # loud enough to be scored
     heard = hearing.push(x)
     assert [h.control.kind for h in heard if h.control is not None] == expected
-
-
-@pytest.mark.parametrize(
-    ("echo_at", "voiced_at", "voiced", "onset"),
-    [
-        (None, 20, 1, False),  # 0.6 s into the assistant's voice: one window is not enough
-        (None, 20, 2, True),  # two in a row are
-        (None, 70, 1, True),  # 2.2 s and the gate never took a window: no echo path
-        (range(10, 20), 70, 1, False),  # the room echoed 1.6 s ago: two windows again
-        (range(10, 20), 70, 2, True),
-    ],
-)
-def test_an_onset_needs_the_echo_rules_only_where_there_is_an_echo(
-    echo_at: range | None, voiced_at: int, voiced: int, onset: bool
-) -> None:
-    from engine.hearing.echo import EchoGate
-
-    rng = np.random.default_rng(7)
-    n = 90
-    reference = (0.3 * rng.standard_normal(512 * n)).astype(np.float32)  # the assistant
-    probs = [0.0] * n
-    mic = np.full(512 * n, 0.05, dtype=np.float32)  # room tone, unlike the reference
-    for i in echo_at or ():  # the microphone hears the speaker: the gate takes these
-        probs[i] = 0.9
-        mic[512 * i : 512 * (i + 1)] = reference[512 * i : 512 * (i + 1)]
-    for i in range(voiced_at, voiced_at + voiced):
-        probs[i] = 0.3
-    echo = EchoGate()
-    hearing = Hearing(_ScriptedVad(probs), _SilentAsr(), echo=echo)  # type: ignore[arg-type]
-    kinds = []
-    for i in range(n):
-        echo.feed_reference(reference[512 * i : 512 * (i + 1)])
-        kinds += [h.control.kind for h in hearing.push(mic[512 * i : 512 * (i + 1)]) if h.control]
-    assert (ControlKind.VOICE_ONSET in kinds) is onset
-    assert echo.echo_windows == (len(echo_at) if echo_at else 0)

@@ -368,13 +368,6 @@ TUNING: tuple[Tuned, ...] = (
     ),
     _t(
         "hearing.pipeline",
-        "NO_ECHO_AFTER_S",
-        "chosen: long enough that an open speaker's echo has been taken by the gate at least"
-        " once; the rules it lifts cost 32 ms (and up to 0.29 s) per barge-in without an echo"
-        " path (live interrupt scenarios, 2026-12-02)",
-    ),
-    _t(
-        "hearing.pipeline",
         "SILENCE_FLOOR",
         "measured (commit 95cdb06): Silero's memory scored digital silence as speech; -60 dBFS",
     ),

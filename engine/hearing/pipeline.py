@@ -71,12 +71,6 @@ reference clearly does not explain (correlation under this, where the echo gate 
 ONSET_WINDOWS_WITH_ECHO = 2
 """... and two of them in a row: pausing the assistant for its own echo is the one thing
 barge-in must never do. With nothing playing, one voiced window is an onset."""
-NO_ECHO_AFTER_S = 2.0
-"""Seconds of the assistant's voice without one window the echo gate had to take (headphones,
-or a microphone that does not hear the speaker) after which an onset needs neither: the two
-rules cost 32 ms on every barge-in, and up to 0.29 s where the user's voice happened to
-correlate with the reference (live interrupt scenarios, 2026-12-02, no echo path). One window
-taken for echo brings both back."""
 SILENCE_FLOOR = 1e-3
 """Peak amplitude (-60 dBFS) under which a window is silence, whatever the VAD's memory says."""
 PAD_S = 0.1
@@ -250,7 +244,6 @@ class Hearing:
         self._onset_sent = False
         self._onset_open = False  # an onset sent and not confirmed yet
         self._quiet_run = 0  # windows under the onset threshold since the last voiced one
-        self._echo_free_s = 0.0  # seconds of reference since the gate last took a window
 
     def push(self, samples: np.ndarray) -> list[Heard]:
         """Feed 16 kHz mono samples; returns what was heard (time = position in the stream)."""
@@ -299,17 +292,12 @@ class Hearing:
             if corr >= echo.threshold:
                 prob = 0.0  # the assistant's own voice coming back: not the user
                 echo.echo_windows += 1
-                self._echo_free_s = 0.0
-        echoing = echo is not None and echo.active
-        if echoing:
-            self._echo_free_s += WINDOW / RATE
-        echoing = echoing and self._echo_free_s < NO_ECHO_AFTER_S
         was_speaking = self.stream.speaking
         ev = self.stream.push(t_end, prob)
         out: list[Heard] = []
-        clear = prob >= ONSET_THRESHOLD and (corr < ONSET_ECHO_MAX or not echoing)
+        clear = prob >= ONSET_THRESHOLD and corr < ONSET_ECHO_MAX
         self._clear_run = self._clear_run + 1 if clear else 0
-        need = ONSET_WINDOWS_WITH_ECHO if echoing else 1
+        need = ONSET_WINDOWS_WITH_ECHO if echo is not None and echo.active else 1
         if not was_speaking and not self._onset_sent and self._clear_run >= need:
             self._onset_sent, self._onset_open, self._quiet_run = True, True, 0
             out.append(Heard(t_end, control=ControlEvent(t_end, ControlKind.VOICE_ONSET)))
