@@ -93,17 +93,16 @@ def test_heavy_jobs_are_counted_across_threads_and_through_errors() -> None:
     started, release = threading.Event(), threading.Event()
 
     def recognise() -> None:
-        with cpu.heavy("asr"):
+        with cpu.heavy():
             started.set()
             release.wait(5)
 
     th = threading.Thread(target=recognise, name="test-asr")
     th.start()
     assert started.wait(5)
-    with pytest.raises(RuntimeError), cpu.heavy("asr"), cpu.heavy("tts"):
-        assert cpu.computing() == {"asr": 2, "tts": 1}
+    with pytest.raises(RuntimeError), cpu.heavy(), cpu.heavy():
         raise RuntimeError("a failed synthesis")
-    assert cpu.computing() == {"asr": 1}  # the failed jobs no longer count
+    assert cpu.others_computing()  # the recogniser still computes: counted, not a flag
     release.set()
     th.join()
-    assert not cpu.others_computing() and cpu.computing() == {}
+    assert not cpu.others_computing()

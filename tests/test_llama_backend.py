@@ -132,7 +132,7 @@ def test_the_spare_core_is_taken_only_while_no_other_heavy_job_computes(
         b.reset("<|im_start|>system\nshort<|im_end|>\n")
         b.append(" 0.2 app code =>")
         assert threads_now() == 2
-        with heavy("asr"):  # the recogniser computes on the other core
+        with heavy():  # the recogniser computes on the other core
             b.append(' silent\n0.4 user "so" =>')
             assert threads_now() == 1
             b.spec_begin(" speak:")

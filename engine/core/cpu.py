@@ -16,7 +16,7 @@ a second thread):
 =========================  ==============  =================
 
 The heavy jobs are the recogniser, the end-of-turn model, speech synthesis and OCR; each
-wraps its computation in ``heavy(name)``. The model asks ``others_computing()`` before every
+wraps its computation in ``heavy()``. The model asks ``others_computing()`` before every
 decode call, so a job that starts during a call slows at most that one call (one token, or
 one append).
 """
@@ -24,35 +24,26 @@ one append).
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _lock = threading.Lock()
-_running: Counter[str] = Counter()
+_running = [0]  # heavy jobs computing now, under ``_lock``
 
 
 @contextmanager
-def heavy(what: str) -> Iterator[None]:
-    """Mark a CPU-bound computation (``what``: "asr", "turn", "tts", "ocr") while it runs."""
+def heavy() -> Iterator[None]:
+    """Mark a CPU-bound computation (recognition, Smart Turn, synthesis, OCR) while it runs."""
     with _lock:
-        _running[what] += 1
+        _running[0] += 1
     try:
         yield
     finally:
         with _lock:
-            _running[what] -= 1
-            if _running[what] <= 0:
-                del _running[what]
+            _running[0] -= 1
 
 
 def others_computing() -> bool:
     """Some heavy job other than the model is running now."""
     with _lock:
-        return bool(_running)
-
-
-def computing() -> dict[str, int]:
-    """The heavy jobs running now, by name (for the bench and the debug log)."""
-    with _lock:
-        return dict(_running)
+        return _running[0] > 0

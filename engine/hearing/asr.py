@@ -105,7 +105,7 @@ class Recognizer:
         return [Word(w.word.strip(), w.start, w.end) for s in segments for w in s.words or []]
 
     def _segments(self, audio: np.ndarray, **timing: bool) -> list[Any]:
-        with heavy("asr"):  # the segments are decoded lazily, while the list is built
+        with heavy():  # the segments are decoded lazily, while the list is built
             segments, _ = self._model.transcribe(
                 audio.astype(np.float32, copy=False),
                 language=self.language,

@@ -249,7 +249,7 @@ class SmartTurn:
 
         Pass the utterance up to now, trailing quiet included (only the last 8 s count).
         """
-        with heavy("turn"):
+        with heavy():
             features = log_mel(audio_16k)[None]
             (out,) = self._session.run(None, {"input_features": features})
         return float(np.asarray(out).reshape(-1)[0])  # the graph ends in a sigmoid

@@ -87,7 +87,7 @@ class ScreenReader:
         sensitive: list[Box] = []
         for region in regions:
             try:
-                with heavy("ocr"):  # tesseract's process computes on a core the model wants
+                with heavy():  # tesseract's process computes on a core the model wants
                     raw = self.ocr.read(job.frame, region)
             except OcrError as e:
                 log.warning("screen: %s", e)

@@ -152,7 +152,7 @@ class PiperVoice:
 
     def speak(self, phonemes: str) -> np.ndarray:
         """The audio of one sentence's phonemes (long ones in word-aligned pieces)."""
-        with heavy("tts"):
+        with heavy():
             pieces = [self._run(p) for p in chunks(phonemes)]
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
