@@ -95,8 +95,8 @@ def fuse(
     (2026-12-02): a symmetric mean took one more English pause (after a comma, where the
     model read 0.78) than no model at all, and moved the turn latency by 11 ms. A missing or
     non-finite signal is left out; inputs are clamped to 0..1. Words the recogniser was
-    unsure of (``confidence`` under ``HEARD_CLEARLY``) count as broken off: the silence alone
-    (``PolicyConfig.max_wait_s``) ends such a turn. Pure.
+    unsure of (``confidence`` under ``HEARD_CLEARLY``) score 0: the policy's longest wait
+    (1.3-1.5 s at the default eagerness) ends such a turn. Pure.
 
     Args:
         words_complete: ``endpoint.completeness`` of the final transcript.
