@@ -228,6 +228,12 @@ TUNING: tuple[Tuned, ...] = (
         "chosen: completeness gives 0.1-0.2 to words that cannot end a sentence, 0.9 to"
         " whatever Whisper closed with a period",
     ),
+    _t(
+        "hearing.endpoint",
+        "HEARD_CLEARLY",
+        "measured: Whisper tiny.en's confidence on the user speech of tandem eval build-duplex"
+        " (2026-12-02): English 0.59-0.93, five other languages 0.25-0.45",
+    ),
     _t("hearing.endpoint", "WORDS_WEIGHT", "chosen with PROSODY_SURE (see there)"),
     _t("hearing.endpoint", "PROSODY_WEIGHT", "chosen with PROSODY_SURE (see there)"),
     _t(
