@@ -149,17 +149,14 @@ def with_echo_path(env: dict[str, str]) -> int:
 
 
 def probe_echo(env: dict[str, str], mode: str, user_wav: Path | None = None) -> dict[str, str]:
-    player = play_later(env, user_wav, 2.0) if user_wav else None
     proc = subprocess.run(
-        [sys.executable, str(ECHO_PROBE), mode],
+        [sys.executable, str(ECHO_PROBE), mode, *([str(user_wav)] if user_wav else [])],
         env={**env, "PYTHONPATH": str(HERE.parents[1])},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    if player:
-        player.wait(timeout=30)
     assert proc.returncode == 0, proc.stderr
     words = proc.stdout.strip().splitlines()[-1].split()  # the summary line
     return dict(zip(words[::2], words[1::2], strict=False))

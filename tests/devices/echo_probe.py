@@ -1,9 +1,13 @@
 """Device helper: play an utterance through the speaker while the real Listener hears the mic.
 
-Usage: python echo_probe.py gate|nogate. Prints how many times the user was heard to start
-speaking and how many windows the echo gate took for the assistant's own voice.
+Usage: python echo_probe.py gate|nogate [USER.wav]. With USER.wav the user's voice is played
+into the virtual microphone one second after the assistant starts talking (double talk), by
+this process, so it overlaps whatever the machine's load did to start-up. Prints how many times
+the user was heard to start speaking and how many windows the echo gate took for the
+assistant's own voice.
 """
 
+import subprocess
 import sys
 import time
 
@@ -37,7 +41,13 @@ listener.start()
 time.sleep(1.0)
 say = "Let me walk you through the parser step by step, from the very top of the file."
 speaker.play(audio.resample(EspeakSynthesizer().synthesize(say), audio.RATE, speaker.rate))
+user = None
+if len(sys.argv) > 2:
+    time.sleep(1.0)
+    user = subprocess.Popen(["paplay", "--device=micfeed", sys.argv[2]])
 time.sleep(6.0)
+if user is not None:
+    user.wait(timeout=30)
 listener.stop()
 speaker.stop()
 starts = sum(ev.kind is ControlKind.USER_STARTED_SPEAKING for ev in inbox.drain())
