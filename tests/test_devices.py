@@ -18,7 +18,14 @@ import pytest
 
 from engine.core import audio
 from engine.hearing.asr import Recognizer
-from tests.vaudio import DEVICES, needs_pulseaudio, private_pulseaudio, spoken, tandem
+from tests.vaudio import (
+    DEVICES,
+    needs_pulseaudio,
+    private_pulseaudio,
+    speak_when_listening,
+    spoken,
+    tandem,
+)
 
 HERE = DEVICES
 
@@ -34,12 +41,6 @@ def audio_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 @pytest.fixture(scope="module")
 def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return spoken(tmp_path_factory.mktemp("speech") / "say.wav")
-
-
-def play_later(env: dict[str, str], wav: Path, delay_s: float) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["bash", "-c", f"sleep {delay_s}; paplay --device=micfeed {wav}"], env=env
-    )
 
 
 CAPTURE = """
@@ -59,7 +60,7 @@ lease = gate.open_sense(Sense.MICROPHONE, AppContext("test"))
 mic = Microphone(lease)
 data = Channel("data", 64, Overflow.DROP_OLDEST)
 listener = Listener(mic, Hearing(SileroVad(), Recognizer(threads=2)), RealClock(),
-                    inbox=ControlInbox(), data=data, report=lambda line: None)
+                    inbox=ControlInbox(), data=data, report=lambda line: print(line, flush=True))
 listener.start()
 time.sleep(float(sys.argv[1]))
 gate.mute(Sense.MICROPHONE)  # the lease is revoked: the callback takes nothing more
@@ -74,18 +75,11 @@ print("heard", " | ".join(f.text for f in data.drain()), flush=True)
 def test_speech_played_into_the_virtual_microphone_is_heard(
     audio_env: dict[str, str], speech_wav: Path
 ) -> None:
-    player = play_later(audio_env, speech_wav, 3.0)
-    proc = subprocess.run(
-        [sys.executable, "-c", CAPTURE, "9"],
-        env=audio_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    player.wait(timeout=30)
+    cmd = [sys.executable, "-c", CAPTURE, "8"]
+    proc = speak_when_listening(audio_env, cmd, speech_wav, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    said = proc.stdout.splitlines()
+    lines = dict(line.split(" ", 1) for line in said if line.startswith(("after-", "heard ")))
     assert "run the test" in lines["heard"].lower(), proc.stdout
     assert lines["after-revoke"] == "0"  # a revoked lease takes no more audio
 
@@ -99,14 +93,13 @@ def test_tandem_run_listens_answers_and_says_so(
         "TANDEM_DATA_DIR": str(tmp_path / "d"),
     }
     env.pop("DISPLAY", None)
-    player = play_later(env, speech_wav, 7.0)
     heard_back = tmp_path / "speaker.wav"  # what the virtual speaker played
     recorder = subprocess.Popen(
         ["parecord", "--device=speaker.monitor", "--file-format=wav", str(heard_back)], env=env
     )
     started = time.monotonic()
-    proc = tandem(env, "run", "--mic", "--duration", "16")
-    player.wait(timeout=30)
+    run = [sys.executable, "-m", "app", "run", "--mic", "--duration", "16"]
+    proc = speak_when_listening(env, run, speech_wav)
     recorder.terminate()
     recorder.wait(timeout=10)
     assert proc.returncode == 0, proc.stderr

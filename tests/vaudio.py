@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,42 @@ def spoken(out: Path, text: str = SENTENCE) -> Path:
     """``text`` said by espeak-ng into the WAV file ``out``."""
     subprocess.run(["espeak-ng", "-s", "150", "-w", str(out), text], check=True)
     return out
+
+
+def speak_when_listening(
+    env: dict[str, str], cmd: list[str], wav: Path, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd``; play ``wav`` into the virtual microphone 0.5 s after it prints that the
+    microphone is listening (a fixed delay raced start-up: under load the microphone opened
+    mid-sentence and the first words were never captured)."""
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else ""))
+    reader.start()
+    lines: list[str] = []
+    player: subprocess.Popen[bytes] | None = None
+    try:
+        for line in proc.stdout or ():
+            lines.append(line)
+            if player is None and "microphone: listening" in line:
+                play = f"sleep 0.5; paplay --device=micfeed {wav}"
+                player = subprocess.Popen(["bash", "-c", play], env=env)
+        proc.wait()
+        reader.join()
+        if player is not None:
+            player.wait(timeout=30)
+    finally:
+        killer.cancel()
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "".join(err))
 
 
 def tandem(
