@@ -15,7 +15,15 @@ from engine.errors import ModelFileError
 from engine.eval import asr_vad as evals
 from engine.hearing.asr import Recognizer
 from engine.hearing.endpoint import HEARD_CLEARLY
-from engine.hearing.pipeline import Hearing, ModeledAsr, ThreadedAsr, asr_latency, hear
+from engine.hearing.pipeline import (
+    PAD_S,
+    SPECULATE_AFTER_S,
+    Hearing,
+    ModeledAsr,
+    ThreadedAsr,
+    asr_latency,
+    hear,
+)
 from engine.hearing.vad import WINDOW_S, SileroVad, VadEvent, VadStream, segments
 from tests.conftest import EVALDATA
 
@@ -394,3 +402,35 @@ def test_an_onset_fades_only_when_the_microphone_went_quiet(
     x = np.ones(512 * len(probs), dtype=np.float32) * 0.05  # loud enough to be scored
     heard = hearing.push(x)
     assert [h.control.kind for h in heard if h.control is not None] == expected
+
+
+class _RecordingAsr(_SilentAsr):
+    """Keeps the audio of every job (where each one begins is under test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audio: list[np.ndarray] = []
+
+    def submit(self, job: int, samples: np.ndarray, t: float) -> None:
+        super().submit(job, samples, t)
+        self.audio.append(samples.copy())
+
+
+def test_the_recogniser_hears_before_the_confirmed_start_but_not_the_last_utterance() -> None:
+    # The VAD confirms a start up to ~0.3 s after the voice began: the recogniser gets PAD_S
+    # before it (a clipped first word is misheard or dropped), but never audio that the
+    # previous utterance's final already covered (its last words would be heard twice).
+    quiet1, voiced, quiet2 = 30, 10, 13  # windows of 32 ms: speech at 0.96 s and 1.70 s
+    probs = [0.0] * quiet1 + [0.9] * voiced + [0.0] * quiet2 + [0.9] * voiced + [0.0] * 20
+    asr = _RecordingAsr()
+    hearing = Hearing(_ScriptedVad(probs), asr)  # type: ignore[arg-type]
+    offset = 1000.0  # each sample holds its own index (plus an offset: never "silence")
+    hearing.push(np.arange(512 * len(probs), dtype=np.float32) + offset)
+    firsts = sorted({int(a[0] - offset) for a in asr.audio})
+    start1 = quiet1 * WINDOW_S
+    end1 = start1 + voiced * WINDOW_S
+    expected = [(start1 - PAD_S) * 16_000, (end1 + SPECULATE_AFTER_S) * 16_000]
+    assert firsts == pytest.approx(expected, abs=1)
+    assert PAD_S > 0.32  # the latest confirmation measured (ONSET_THRESHOLD's note)
+    start2 = (quiet1 + voiced + quiet2) * WINDOW_S
+    assert start2 - PAD_S < end1 + SPECULATE_AFTER_S  # the clamp, not the padding, decided
