@@ -130,8 +130,8 @@ class ModelSettings:
     """The SHA-256 ``name`` must have when it is a path (embedded models carry their own)."""
     n_ctx: int = DEFAULT_N_CTX
     n_threads: int | None = None
-    """llama.cpp threads; None: chosen for the load (a core is left to hearing while the
-    microphone listens; without it every core, less one while the voice or OCR compute)."""
+    """llama.cpp threads; None: chosen for the load (every core, less one while hearing, the
+    voice or OCR compute: ``engine.core.cpu``)."""
     gpu_layers: int | None = None
     """Layers offloaded to a GPU; None: all of them when llama.cpp was built with a GPU."""
 

@@ -15,11 +15,6 @@ a second thread):
 2 threads                   177 ms / 38 ms  516 ms / 119-153 ms
 =========================  ==============  =================
 
-While the microphone listens the model does not take the spare core at all
-(``engine.model.load``): live, with both cores it lost the first words of an utterance in
-``tests/test_devices.py``, although the live duplex evaluation had turned 2.06 s into 1.41 s.
-Protecting the capture path (its thread's priority) would have to come first.
-
 The heavy jobs are the recogniser, the end-of-turn model, speech synthesis and OCR; each
 wraps its computation in ``heavy()``. The model asks ``others_computing()`` before every
 decode call, so a job that starts during a call slows at most that one call (one token, or

