@@ -20,6 +20,7 @@ from engine.core import audio
 from engine.hearing.asr import Recognizer
 from tests.vaudio import (
     DEVICES,
+    TANDEM,
     needs_pulseaudio,
     private_pulseaudio,
     speak_when_listening,
@@ -98,7 +99,7 @@ def test_tandem_run_listens_answers_and_says_so(
         ["parecord", "--device=speaker.monitor", "--file-format=wav", str(heard_back)], env=env
     )
     started = time.monotonic()
-    run = [sys.executable, "-m", "app", "run", "--mic", "--duration", "16"]
+    run = [*TANDEM, "run", "--mic", "--duration", "16"]
     proc = speak_when_listening(env, run, speech_wav)
     recorder.terminate()
     recorder.wait(timeout=10)

@@ -26,7 +26,15 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.vaudio import DEVICES, needs_pulseaudio, private_pulseaudio, spoken, tandem
+from tests.vaudio import (
+    DEVICES,
+    TANDEM,
+    needs_pulseaudio,
+    private_pulseaudio,
+    speak_when_listening,
+    spoken,
+    tandem,
+)
 
 HERE = DEVICES
 REPO = HERE.parents[1]
@@ -326,11 +334,8 @@ def test_tandem_run_uses_the_chosen_microphone_and_prints_a_meter(
     assert listed.returncode == 0, listed.stderr
     index = next(d["index"] for d in json.loads(listed.stdout)["devices"] if d["name"] == "virtmic")
 
-    player = subprocess.Popen(
-        ["bash", "-c", f"sleep 6; paplay --device=micfeed {speech_wav}"], env=env
-    )
-    proc = tandem(env, "run", "--mic", "--mic-device", str(index), "--levels", "--duration", "14")
-    player.wait(timeout=30)
+    run = [*TANDEM, "run", "--mic", "--mic-device", str(index), "--levels", "--duration", "14"]
+    proc = speak_when_listening(env, run, speech_wav, delay_s=1.0)  # a quiet second first
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "microphone: listening (virtmic," in out, out

@@ -17,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.eval.live_duplex import READY_LINE, SETTLE_S
+
 DEVICES = Path(__file__).parent / "devices"
+TANDEM = (sys.executable, "-m", "app")
+"""The ``tandem`` command, run from this checkout."""
 SENTENCE = "Could you run the tests and tell me which one fails?"
 
 needs_pulseaudio = pytest.mark.skipif(
@@ -52,11 +56,15 @@ def spoken(out: Path, text: str = SENTENCE) -> Path:
 
 
 def speak_when_listening(
-    env: dict[str, str], cmd: list[str], wav: Path, timeout: float = 180
+    env: dict[str, str],
+    cmd: list[str],
+    wav: Path,
+    timeout: float = 180,
+    delay_s: float = SETTLE_S,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd``; play ``wav`` into the virtual microphone 0.5 s after it prints that the
-    microphone is listening (a fixed delay raced start-up: under load the microphone opened
-    mid-sentence and the first words were never captured)."""
+    """Run ``cmd``; play ``wav`` into the virtual microphone ``delay_s`` after it prints that
+    the microphone is listening, as ``tandem eval duplex --live`` does (a fixed delay from
+    the start raced start-up: under load the microphone opened mid-sentence)."""
     proc = subprocess.Popen(
         cmd,
         env=env,
@@ -75,15 +83,16 @@ def speak_when_listening(
     try:
         for line in proc.stdout or ():
             lines.append(line)
-            if player is None and "microphone: listening" in line:
-                play = f"sleep 0.5; paplay --device=micfeed {wav}"
+            if player is None and READY_LINE in line:
+                play = f"sleep {delay_s}; paplay --device=micfeed {wav}"
                 player = subprocess.Popen(["bash", "-c", play], env=env)
         proc.wait()
-        reader.join()
         if player is not None:
             player.wait(timeout=30)
     finally:
         killer.cancel()
+        killer.join()
+        reader.join()
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "".join(err))
 
 
@@ -92,7 +101,7 @@ def tandem(
 ) -> subprocess.CompletedProcess[str]:
     """Run the ``tandem`` command in a child process, output captured, never hanging."""
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        [*TANDEM, *args],
         env=env,
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
