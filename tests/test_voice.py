@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soxr
 
 from engine.core import audio
 from engine.core.processes import Child, ProcessError, run
@@ -125,6 +126,34 @@ def test_the_echo_gate_takes_the_echo_but_not_the_user(espeak_voice: EspeakSynth
 
     assert flagged(mic, mic) > 0.95  # the echo alone is taken for echo
     assert flagged(mic + near, near) < 0.5  # where the user talks over it, mostly not (0.43)
+
+
+def test_a_silent_reference_explains_no_user_word(espeak_voice: EspeakSynthesizer) -> None:
+    """After a barge-in flushed the speaker, the reference is the assistant's last words and
+    then silence: the user's words must pass (their correlation once reached 40-140)."""
+    from engine.hearing.echo import EchoGate
+
+    said = espeak_voice.synthesize("So the parser reads one token at a time.")
+    other = EspeakSynthesizer(voice="en+f3")
+    user = other.synthesize("Wait, which parser do you mean?")
+    other.close()
+    # What the speaker played, as the listener feeds it: 20 ms blocks at the device's rate,
+    # resampled to 16 kHz; the last words, then the silence of the flushed speaker.
+    played = soxr.resample(said[-int(0.5 * audio.RATE) :], audio.RATE, 44_100)
+    played = np.concatenate([played, np.zeros(3 * 44_100, np.float32)]).astype(np.float32)
+    to_16k = soxr.ResampleStream(44_100, audio.RATE, 1, dtype="float32")
+    gate, corr, fed = EchoGate(), [], 0
+    for i in range(0, len(user) - 512, 512):
+        while fed < i + 512:  # the reference keeps pace with the microphone
+            block, played = played[:882], played[882:]
+            fed += len(gate_in := to_16k.resample_chunk(block))
+            gate.feed_reference(gate_in)
+        if np.abs(user[i : i + 512]).max() > 0.1:
+            corr.append(gate.correlation(user[i : i + 512]))
+    assert len(corr) > 10 and all(0.0 <= c <= 1.0 for c in corr), max(corr)
+    assert not any(c >= gate.threshold for c in corr), max(corr)
+    gate.feed_reference(np.zeros(16_000, np.float32))  # nothing played for a while
+    assert not gate.active and gate.correlation(user[4000:4512]) == 0.0
 
 
 # The natural voice and its fallback, heard back by the project's own recogniser.

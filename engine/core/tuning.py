@@ -408,6 +408,12 @@ TUNING: tuple[Tuned, ...] = (
         "EchoGate.threshold",
         "measured (commit 95cdb06): correlation above which a window is the assistant's echo",
     ),
+    _t(
+        "hearing.echo",
+        "REFERENCE_FLOOR",
+        "measured (2026-12-03): a near-silent reference gave correlations of 40-140 and hid"
+        " the user's words after a barge-in; -60 dBFS, as SILENCE_FLOOR",
+    ),
     # --- the hearing thread ----------------------------------------------------------------
     _t(
         "hearing.listener",

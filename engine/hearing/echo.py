@@ -5,7 +5,9 @@ On open speakers the microphone hears what Tandem plays. The gate keeps the last
 the best normalised cross-correlation with it over every delay up to ``max_delay_s``. A window
 that the reference explains (``>= threshold``) is echo, and the VAD is told it is silence.
 During double talk the user's voice is not in the reference, the correlation drops, and the
-window passes: barge-in still works while the assistant speaks. (PulseAudio's
+window passes: barge-in still works while the assistant speaks. Only delays where the reference
+itself sounds count: a quiet stretch of it (the pause after a barge-in flushed the speaker,
+the gap between two sentences) explains nothing. (PulseAudio's
 ``module-echo-cancel`` or the OS's own AEC, where the user has one, only make this easier.)
 """
 
@@ -14,6 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from engine.hearing.vad import WINDOW
+
+REFERENCE_FLOOR = 1e-3
+"""RMS (-60 dBFS) under which a stretch of the reference is silence, at any delay. Without it
+a silent stretch gave a correlation of 40-140 (the running energy's rounding error over an
+all-but-zero segment): live, every word the user said in the 0.8 s after a barge-in paused the
+assistant was taken for echo, the VAD never confirmed it, and the assistant resumed over the
+user (the interrupt scenarios, 2026-12-03)."""
 
 
 class EchoGate:
@@ -44,9 +53,12 @@ class EchoGate:
         spec = np.fft.rfft(r, self._n) * np.conj(np.fft.rfft(w, self._n))
         num = np.fft.irfft(spec, self._n)[: len(r) - len(w) + 1]
         energy = np.concatenate([[0.0], np.cumsum(r * r)])
-        seg = np.sqrt(np.maximum(energy[len(w) :] - energy[: len(r) - len(w) + 1], 0.0))
-        c = num / np.maximum(seg * w_norm, 1e-9)
-        return float(c.max())
+        seg = energy[len(w) :] - energy[: len(r) - len(w) + 1]
+        sounding = seg >= len(w) * REFERENCE_FLOOR**2
+        if not sounding.any():
+            return 0.0
+        c = num[sounding] / (np.sqrt(seg[sounding]) * w_norm)
+        return float(min(1.0, c.max()))  # at most 1 (Cauchy-Schwarz), whatever the rounding
 
     @property
     def active(self) -> bool:
