@@ -129,6 +129,16 @@ SCORES = [
         [ev(9.0, "stop", reason="done")],
         {"success": False, "stop_time": None},
     ),
+    (  # it stopped on the breath before the labelled voice: that answers the interruption
+        {"task": "interrupt", "interrupt_start": 3.0},
+        [ev(2.85, "stop", reason="interrupted")],
+        {"success": True, "stop_time": pytest.approx(-0.15)},
+    ),
+    (  # a stop long before the user began is not an answer to them
+        {"task": "interrupt", "interrupt_start": 3.0},
+        [ev(2.0, "stop", reason="interrupted")],
+        {"success": False, "stop_time": None},
+    ),
     (
         {"task": "backchannel", "backchannel": [3.0, 3.4]},
         [ev(3.2, "stop", reason="interrupted")],

@@ -20,7 +20,7 @@ from engine.eval.bench_control import (
     percentiles_ms,
     silent_after,
 )
-from engine.eval.duplex import LONG_SAY
+from engine.eval.duplex import LONG_SAY, _speech_bounds
 from engine.eval.live_duplex import (
     Printed,
     align,
@@ -76,6 +76,21 @@ def test_quiet_sounds_and_clicks_are_not_speech() -> None:
 def test_origin_shifts_every_time() -> None:
     found = speech_segments(track([(1.0, 2.0)], 3.0), RATE, origin=-0.5)
     assert abs(found[0][0] - 0.5) <= 0.01
+
+
+def test_the_labelled_voice_starts_and_ends_with_the_voice_not_the_room_tone() -> None:
+    # A recording whose room tone is only 34 dB under its voice, as the LibriVox clips are: the
+    # turn ends when the voice does, not when the file does.
+    rng = np.random.default_rng(1)
+    t = np.arange(int(1.0 * audio.RATE)) / audio.RATE
+    voice = (0.3 * np.sin(2 * np.pi * 180 * t) * np.sin(np.pi * t) ** 0.2).astype(np.float32)
+    room = rng.normal(0.0, 0.006, int(0.4 * audio.RATE)).astype(np.float32)
+    clip = np.concatenate([room, voice + rng.normal(0.0, 0.006, len(voice)), room])
+    start, end = _speech_bounds(clip.astype(np.float32))
+    assert 0.4 <= start <= 0.45 and 1.35 <= end <= 1.41, (start, end)
+    quiet = np.concatenate([np.zeros(6400), voice, np.zeros(6400)]).astype(np.float32)
+    start, end = _speech_bounds(quiet)  # digital silence around it: the voice's own edges
+    assert 0.4 <= start <= 0.42 and 1.38 <= end <= 1.41, (start, end)
 
 
 def test_alignment_finds_the_scenario_inside_the_recording() -> None:
@@ -149,6 +164,10 @@ def test_interruption_stop_time_and_strict_success() -> None:
     assert over["spoke_over_user_s"] == pytest.approx(0.5, abs=0.011)
     slow = score_live(labels, segs([(0.8, 4.0)]))
     assert slow["stop_time"] == pytest.approx(1.4, abs=0.011) and not slow["success"]
+    # On the breath before the voice reached the label's level: an answer, with a negative time.
+    early = score_live(labels, segs([(0.8, 2.45), (7.0, 8.0)]))
+    assert early["strict_success"] and early["stop_time"] == pytest.approx(-0.15, abs=0.011)
+    assert not score_live(labels, segs([(0.8, 2.0), (3.0, 8.0)]))["success"]  # long before
 
 
 def test_an_interrupted_reply_said_again_is_flagged() -> None:

@@ -4,8 +4,9 @@ Per task (labels.json, docs/EVAL_FORMATS.md):
 - pause: a takeover is assistant speech starting inside the user's pause; rate over scenarios.
 - turn: a takeover is assistant speech starting within ``TURN_WINDOW_S`` after the turn end;
   latency is that start minus the turn end.
-- interrupt: stop time is the first interrupted stop after the interruption starts, minus its
-  start; success when it is within ``INTERRUPT_WINDOW_S``.
+- interrupt: stop time is the first interrupted stop after the interruption starts (or at most
+  ``STOP_BEFORE_S`` before it: then it is negative), minus its start; success when it is
+  within ``INTERRUPT_WINDOW_S``.
 - backchannel: a false stop is an interrupted stop during the backchannel (or just after it).
 
 ``build_scenarios`` makes such scenarios from real recordings: English read speech (LibriVox,
@@ -30,6 +31,11 @@ from engine.hearing.endpoint import CONTINUES
 
 TURN_WINDOW_S = 5.0
 INTERRUPT_WINDOW_S = 1.0
+STOP_BEFORE_S = 0.3
+"""How long before the labelled start of an interruption a stop still answers it. The label is
+where the voice is 12 dB over the room tone (``VOICE_OVER_ROOM_DB``); the VAD may hear the
+breath or the soft first sound before that: Silero's onset score (0.2) came 0.06 s into the
+JFK and cards_001 clips, 0.26 s before their labels (2026-12-03)."""
 BACKCHANNEL_GRACE_S = 0.5
 RESUME_GRACE_S = 1.5
 Event = dict[str, Any]
@@ -70,7 +76,7 @@ def score(labels: dict[str, Any], events: list[Event]) -> dict[str, Any]:
         }
     if task == "interrupt":
         at = labels["interrupt_start"]
-        later = [t for t in stops if t >= at]
+        later = [t for t in stops if t >= at - STOP_BEFORE_S]
         stop = (later[0] - at) if later else None
         return {
             "task": task,
@@ -194,11 +200,23 @@ def _clip(path: Path) -> np.ndarray:
     return audio.load_mono16k(path)
 
 
-def _speech_bounds(x: np.ndarray, floor_db: float = -40.0) -> tuple[float, float]:
-    """First and last 10 ms frame above ``floor_db`` relative to the clip's peak frame."""
+VOICE_OVER_PEAK_DB = -40.0
+VOICE_OVER_ROOM_DB = 12.0
+"""A 10 ms frame is the voice when it is within 40 dB of the clip's loudest frame *and* 12 dB
+over its room tone (the quietest 100 ms). Peak-relative alone put the voice's start and end
+in the room tone of the noisier clips: the LibriVox and cards recordings' room tone is only
+33-37 dB under their peak, so the whole file counted as speech, the turn ended at the end of
+the file (0.1-0.37 s after the last word) and interruptions "began" up to 0.26 s before the
+user's first sound (2026-12-03)."""
+
+
+def _speech_bounds(x: np.ndarray) -> tuple[float, float]:
+    """Where the voice starts and ends: the first and last frame loud enough to be it."""
     frames = x[: len(x) // 160 * 160].reshape(-1, 160)
     db = 20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-9)
-    loud = np.nonzero(db > db.max() + floor_db)[0]
+    tenths = x[: len(x) // 1600 * 1600].reshape(-1, 1600)
+    room = 20 * np.log10(float(np.sqrt((tenths**2).mean(axis=1)).min()) + 1e-9)
+    loud = np.nonzero(db > max(db.max() + VOICE_OVER_PEAK_DB, room + VOICE_OVER_ROOM_DB))[0]
     return float(loud[0]) * 0.01, float(loud[-1] + 1) * 0.01
 
 
@@ -310,12 +328,12 @@ def build_scenarios(evaldata: Path, out: Path, asr: Recognizer) -> list[Path]:
     made: list[Path] = []
     clips = [(name.removesuffix(".wav"), _clip(evaldata / ASR / name)) for name in SENTENCES]
     for k, (_, x) in enumerate(clips):
-        _, end = _speech_bounds(x)
+        start, end = _speech_bounds(x)
         mic = _place(1.0 + len(x) / audio.RATE + 4.0, (1.0, x))
         labels = {
             "task": "turn",
             "turn_end": round(1.0 + end, 3),
-            "user_speech": [[1.0, 1.0 + end]],
+            "user_speech": [[round(1.0 + start, 3), round(1.0 + end, 3)]],
         }
         _write(out / f"turn-{k}", mic, labels, [])
         made.append(out / f"turn-{k}")
@@ -325,7 +343,7 @@ def build_scenarios(evaldata: Path, out: Path, asr: Recognizer) -> list[Path]:
         for cut in points
     ]
     for k, (lang, x, cut, after) in enumerate(cuts):
-        _, end = _speech_bounds(x)
+        start, end = _speech_bounds(x)
         i = int(cut * audio.RATE)
         spoken = np.concatenate([x[:i], _room_tone(x, PAUSE_S), x[i:]])
         mic = _place(1.0 + len(spoken) / audio.RATE + 3.0, (1.0, spoken))
@@ -333,7 +351,10 @@ def build_scenarios(evaldata: Path, out: Path, asr: Recognizer) -> list[Path]:
         labels = {
             "task": "pause",
             "pause": pause,
-            "user_speech": [[1.0, pause[0]], [pause[1], round(1.0 + end + PAUSE_S, 3)]],
+            "user_speech": [
+                [round(1.0 + start, 3), pause[0]],
+                [pause[1], round(1.0 + end + PAUSE_S, 3)],
+            ],
             "language": lang,
             "after": after,
         }

@@ -60,7 +60,12 @@ from engine.core import audio
 from engine.core.frames import ControlKind, TypedText
 from engine.core.processes import ProcessError, Spawned, run, spawn
 from engine.errors import EngineError, ScenarioError
-from engine.eval.duplex import BACKCHANNEL_GRACE_S, INTERRUPT_WINDOW_S, RESUME_GRACE_S
+from engine.eval.duplex import (
+    BACKCHANNEL_GRACE_S,
+    INTERRUPT_WINDOW_S,
+    RESUME_GRACE_S,
+    STOP_BEFORE_S,
+)
 from engine.eval.replay import load_scenario
 from engine.eval.virtual_audio import MIC, SPEAKER, Recording, VirtualAudio
 
@@ -249,7 +254,7 @@ def _score_interrupt(
     at = labels["interrupt_start"]
     user = [(u0, u1) for u0, u1 in labels.get("user_speech", []) if u1 > at]
     user_end = max((u1 for _, u1 in user), default=at)
-    k = next((i for i, (_, e) in enumerate(segments) if e > at), None)
+    k = next((i for i, (_, e) in enumerate(segments) if e > at - STOP_BEFORE_S), None)
     if k is None:
         return {
             "task": "interrupt",
