@@ -95,14 +95,26 @@ class PromptBroker:
         dangerous: bool,
         request: ToolRequest | None,
         sense: Sense | None = None,
+        *,
+        admit: Callable[[Prompt], str | None] | None = None,
     ) -> Prompt | None:
-        """Publish a prompt; None when no UI is attached (the caller denies)."""
+        """Publish a prompt; None when no UI is attached (the caller denies).
+
+        ``admit`` runs after the prompt is pending and before anyone sees it: the caller
+        registers it there (so a kill switch can find it) and may return why it is already
+        moot, and then the prompt is cancelled unseen. Without that step, an answer given in
+        the moment between publishing and registering was accepted after the kill switch.
+        """
         prompt = Prompt(secrets.token_hex(16), subject, summary, dangerous, request, sense)
         with self._lock:
             if not self._listeners:
                 return None
             self._pending[prompt.id] = prompt
             listeners = list(self._listeners)
+        moot = admit(prompt) if admit is not None else None
+        if moot is not None:
+            self.cancel(prompt.id, moot)
+            return prompt
         for listener in listeners:
             listener(prompt)
         return prompt

@@ -454,17 +454,25 @@ class Gate:
     ) -> tuple[Answer | None, str]:
         """File a prompt and wait: (the answer, "") or (None, why there is none)."""
         broker = self.broker
-        prompt = broker.file(subject, summary, dangerous, req, sense) if broker else None
-        if broker is None or prompt is None:
+        moot: list[str] = []
+
+        def admit(prompt: Prompt) -> str | None:
+            """Registered before anyone sees it; moot if the state changed since the decision."""
+            with self._lock:
+                self._pending[prompt.id] = _Pending(prompt, sense, app, req, seq)
+                if sense is not None and sense in self._muted:
+                    moot.append(f"{sense.value} muted")
+                elif self._killed:
+                    moot.append("kill switch")
+            return moot[0] if moot else None
+
+        if broker is None:
             return None, "no one to ask"
-        pending = _Pending(prompt, sense, app, req, seq)
-        with self._lock:
-            self._pending[prompt.id] = pending
-            moot = "kill switch" if self._killed else ""
-            if sense is not None and sense in self._muted:
-                moot = f"{sense.value} muted"
-        if moot:  # the state changed between the decision and filing the prompt
-            self._cancel_one(pending, moot)
+        prompt = broker.file(subject, summary, dangerous, req, sense, admit=admit)
+        if prompt is None:
+            return None, "no one to ask"
+        if moot:  # cancelled before anyone saw it
+            self._record("cancel", subject, "deny", f"prompt cancelled: {moot[0]}")
         try:
             prompt.wait(self.timeout_s if timeout_s is None else timeout_s)
             answer = broker.settle(prompt)

@@ -190,6 +190,30 @@ SENSE_WHILE_WAITING: list[tuple[str, Sense, Callable[[Gate], None], bool]] = [
 ]
 
 
+@pytest.mark.parametrize("sense", [Sense.MICROPHONE, Sense.CAMERA])
+def test_a_kill_switch_the_moment_a_prompt_appears_refuses_the_answer(
+    sense: Sense, tmp_path: Path
+) -> None:
+    """The user hits the kill switch and then "allow" as soon as the prompt shows: the prompt
+    is already the gate's to cancel, so the answer is refused (it was accepted, and only the
+    re-check after it kept the lease closed, when the prompt was shown before the gate had
+    registered it)."""
+    broker = PromptBroker()
+    log = AuditLog(tmp_path / "audit.sqlite3")
+    gate = Gate((CAMERA_ASKS,), broker=broker, audit=log)
+    accepted: list[bool] = []
+
+    def user(prompt: Prompt) -> None:  # on the thread that files it, before file() returns
+        gate.kill_switch()
+        accepted.append(broker.answer(prompt.id, ALLOW_SESSION))
+
+    broker.attach(user)
+    assert gate.open_sense(sense, EDITOR, timeout_s=5) is None
+    assert accepted == [False]
+    assert [r["kind"] for r in log.rows()].count("cancel") == 1
+    assert not [r for r in gate.rules() if r.id.startswith(REMEMBERED)]
+
+
 @pytest.mark.parametrize(
     ("sense", "during", "cancelled"),
     [c[1:] for c in SENSE_WHILE_WAITING],
