@@ -130,7 +130,7 @@ def test_the_echo_gate_takes_the_echo_but_not_the_user(espeak_voice: EspeakSynth
 
 def test_a_silent_reference_explains_no_user_word(espeak_voice: EspeakSynthesizer) -> None:
     """After a barge-in flushed the speaker, the reference is the assistant's last words and
-    then silence: the user's words must pass (their correlation once reached 40-140)."""
+    then silence: the user's words must pass (their correlation once reached 22-139)."""
     from engine.hearing.echo import EchoGate
 
     said = espeak_voice.synthesize("So the parser reads one token at a time.")

@@ -411,7 +411,7 @@ TUNING: tuple[Tuned, ...] = (
     _t(
         "hearing.echo",
         "REFERENCE_FLOOR",
-        "measured (2026-12-03): a near-silent reference gave correlations of 40-140 and hid"
+        "measured (2026-12-03): a near-silent reference gave correlations of 22-139 and hid"
         " the user's words after a barge-in; -60 dBFS, as SILENCE_FLOOR",
     ),
     # --- the hearing thread ----------------------------------------------------------------

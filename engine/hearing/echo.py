@@ -19,7 +19,7 @@ from engine.hearing.vad import WINDOW
 
 REFERENCE_FLOOR = 1e-3
 """RMS (-60 dBFS) under which a stretch of the reference is silence, at any delay. Without it
-a silent stretch gave a correlation of 40-140 (the running energy's rounding error over an
+a silent stretch gave a correlation of 22-139 (the running energy's rounding error over an
 all-but-zero segment): live, every word the user said in the 0.8 s after a barge-in paused the
 assistant was taken for echo, the VAD never confirmed it, and the assistant resumed over the
 user (the interrupt scenarios, 2026-12-03)."""
