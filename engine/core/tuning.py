@@ -47,6 +47,7 @@ TUNED_MODULES = (
     "engine.hearing.bargein",
     "engine.hearing.endpoint",
     "engine.hearing.pipeline",
+    "engine.hearing.asr",
     "engine.hearing.listener",
     "engine.hearing.vad",
     "engine.hearing.echo",
@@ -338,10 +339,35 @@ TUNING: tuple[Tuned, ...] = (
     _t(
         "hearing.pipeline",
         "ASR_BASE_S",
-        "measured: Whisper tiny.en, 2 threads, beam 5 on the 2-core CPU: 0.30 s for 0.5 s of"
-        " audio, 0.38 s for 4 s, 0.62 s for 11 s (commit a6e02ea)",
+        "measured (2026-12-03): Whisper tiny.en, beam 5, 10 s window, 1-2 threads on the 2-core"
+        " CPU: 0.04 s for 0.5 s of audio, 0.07-0.08 s for 4 s, 0.11-0.16 s for 11 s",
     ),
     _t("hearing.pipeline", "ASR_PER_S", "measured: with ASR_BASE_S, the slope of that fit"),
+    _t(
+        "hearing.asr",
+        "WINDOW_S",
+        "measured (2026-12-03): 8 English recordings and their first 1.5 s, WER and time per"
+        " window (30 s 7.5 %/0.46 s, 10 s 7.5 %/0.12 s, 5 s 15 %: loops)",
+    ),
+    _t(
+        "hearing.asr",
+        "SILENCE_AFTER_S",
+        "measured (2026-12-03): the utterance and 1 s filled the window for long utterances;"
+        " cut to the utterance and 0.5-2 s, short ones loop (WER 55-67 %)",
+    ),
+    _t(
+        "hearing.pipeline",
+        "PROSODY_WAIT_S",
+        "derived: Smart Turn's modelled 0.1 s (PREDICT_S) and twice that on a busy core; the final"
+        " no longer waits for the recogniser's 0.3 s",
+    ),
+    _t("hearing.asr", "LOOPING", "convention: faster-whisper's compression_ratio_threshold"),
+    _t("hearing.asr", "UNSURE", "convention: faster-whisper's log_prob_threshold"),
+    _t(
+        "hearing.asr",
+        "TOKENS_PER_S",
+        "convention: English speech is 3-5 Whisper tokens a second; twice that is room",
+    ),
     _t(
         "hearing.pipeline",
         "SPECULATE_AFTER_S",

@@ -41,11 +41,12 @@ from engine.hearing.vad import WINDOW, SileroVad, VadStream
 
 log = logging.getLogger(__name__)
 
-ASR_BASE_S = 0.32
-ASR_PER_S = 0.03
-"""Whisper tiny.en latency here (2 threads, beam 5): ~0.32 s whatever the length (its encoder
-always sees a 30 s window) plus ~0.03 s per second of audio (0.5 s: 0.30, 4 s: 0.38,
-11 s: 0.62 s measured)."""
+ASR_BASE_S = 0.05
+ASR_PER_S = 0.01
+"""Whisper tiny.en latency here (beam 5, the 10 s window of ``asr.WINDOW_S``): 0.04-0.05 s
+plus about 0.01 s per second of audio (1 thread: 0.5 s 0.04, 4 s 0.07, 11 s 0.11; 2 threads:
+0.04, 0.08, 0.16 s; idle machine, 2026-12-03). With faster-whisper's 30 s window it was
+0.30 / 0.38 / 0.62 s."""
 SPECULATE_AFTER_S = 0.15
 """Quiet after which the final is transcribed speculatively (shorter dips are mid-word). The
 audio goes up to that moment: a faint last word ("...selfish is") that the VAD already
@@ -80,6 +81,12 @@ the voice begins (``ONSET_THRESHOLD``): with 0.1 s the first word was clipped an
 guessed ("in the test" for "run the tests") or dropped it from the final (a CI failure,
 2026-12-03). Streamed through ``hear`` on the English files of ``../shared/evaldata/asr``,
 WER was 7.7% with 0.1 s, 7.7% with 0.3 s, 6.0% with 0.5 s (the whole-file figure)."""
+PROSODY_WAIT_S = 0.2
+"""How long a final transcript waits for its Smart Turn score. Both are computed from the same
+moment (``SPECULATE_AFTER_S`` of quiet), on two threads; the score is ready ~0.1 s later
+(``smart_turn.PREDICT_S``), when the VAD confirms the stop. With Whisper's 30 s window the
+transcript came 0.3 s after that and never had to wait; with the 10 s window it is ready first
+(0.05-0.1 s), and a final without its score leaves the end of the turn to the words alone."""
 MAX_UTTERANCE_S = 30.0
 RATE = 16_000
 
@@ -215,6 +222,8 @@ class _Final:
     confidence: float | None = None
     prosody: float | None = None
     prosody_t: float | None = None
+    scored: bool = False
+    """A Smart Turn score was asked for (it may still come)."""
 
 
 class Hearing:
@@ -276,7 +285,7 @@ class Hearing:
         self.runner.close()  # a thread finishes the jobs queued before it stops
         if self.turn is not None:
             self.turn.close()
-        out.extend(self._collect(t_end))
+        out.extend(self._collect(t_end, wait=False))
         return out
 
     def close(self) -> None:
@@ -335,13 +344,15 @@ class Hearing:
             self._spec = self._spec_end = None  # the user went on: that was not the end
             self.dropped_speculations += 1
         if quiet is not None and self._spec is None and t_end - quiet >= SPECULATE_AFTER_S:
-            self._spec = _Final(self._submit(self._start, t_end, t_end, final=True), t_end)
+            self._spec = self._final(self._submit(self._start, t_end, t_end, final=True), t_end)
             self._spec_end = quiet
         if quiet is None and t_end >= self._next_partial and self.runner.idle(t_end):
             self._partials.add(self._submit(self._start, t_end, t_end))
             self._next_partial = t_end + PARTIAL_EVERY_S
         if t_end - self._start > MAX_UTTERANCE_S:  # a monologue: transcribe it in parts
-            self._finals.append(_Final(self._submit(self._start, t_end, t_end, final=True), t_end))
+            self._finals.append(
+                self._final(self._submit(self._start, t_end, t_end, final=True), t_end)
+            )
             self._start, self._spec, self._spec_end = t_end, None, None
             self._heard_until = int(t_end * RATE)
 
@@ -353,11 +364,14 @@ class Hearing:
             final.decided_t = decided
         else:
             job = self._submit(self._start, end + SPECULATE_AFTER_S, decided, final=True)
-            final = _Final(job, decided)
+            final = self._final(job, decided)
         self._finals.append(final)
         self._start, self._spec, self._spec_end = None, None, None
         # where its audio ended (the speculation's within a window of this)
         self._heard_until = int((end + SPECULATE_AFTER_S) * RATE)
+
+    def _final(self, job: int, decided: float) -> _Final:
+        return _Final(job, decided, scored=self.turn is not None)
 
     def _submit(self, start: float, end: float, t: float, *, final: bool = False) -> int:
         buf = np.concatenate(self._audio) if self._audio else np.zeros(0, dtype=np.float32)
@@ -370,8 +384,9 @@ class Hearing:
             self.turn.submit(self._jobs, buf[a:b], t)
         return self._jobs
 
-    def _collect(self, now: float) -> list[Heard]:
-        """Turn finished jobs into transcripts: partials as they come, finals in order."""
+    def _collect(self, now: float, *, wait: bool = True) -> list[Heard]:
+        """Turn finished jobs into transcripts: partials as they come, finals in order (each
+        waits up to ``PROSODY_WAIT_S`` for its Smart Turn score, unless ``wait`` is False)."""
         out: list[Heard] = []
         if self.turn is not None:
             for score in self.turn.results():
@@ -389,11 +404,19 @@ class Hearing:
             elif r.job in self._partials and r.text:
                 out.append(Heard(t, transcript=TranscriptDelta(t=t, text=r.text, final=False)))
         while self._finals and self._finals[0].text is not None:
-            f = self._finals.pop(0)
-            t = round(max(f.decided_t, f.ready_t or now), 3)
-            # The prosody score only if it was ready by then (replay models its time); the
-            # transcript never waits for it.
-            prosody = f.prosody if f.prosody_t is None or f.prosody_t <= t else None
+            f = self._finals[0]
+            t = max(f.decided_t, f.ready_t or now)
+            # The prosody score if it is ready within PROSODY_WAIT_S (replay models its time).
+            if f.scored and f.prosody is None:
+                if wait and now < t + PROSODY_WAIT_S:
+                    break  # it may still come
+                t = max(t, min(now, t + PROSODY_WAIT_S))
+            prosody = f.prosody
+            if f.prosody_t is not None:  # modelled: ready in time, or not at all
+                prosody = prosody if f.prosody_t <= t + PROSODY_WAIT_S else None
+                t = max(t, f.prosody_t) if prosody is not None else t
+            self._finals.pop(0)
+            t = round(t, 3)
             # an empty final says "that voice activity had no words" (a cough): it matters
             delta = TranscriptDelta(
                 t=t,
