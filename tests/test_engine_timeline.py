@@ -254,13 +254,13 @@ def spoken_turn(end: float, text: str) -> list[Item]:
 
 
 def test_the_answer_is_prepared_while_the_end_point_waits() -> None:
-    reply = " ".join(f"w{i}" for i in range(20))  # three ticks of preparation
+    reply = " ".join(f"w{i}" for i in range(12))  # two ticks of preparation
     events, _ = run(spoken_turn(1.5, "Run the tests."), 5.0, reply=reply, rules={})
-    # a finished sentence: answer after 0.6 s of silence, at the 2.2 tick, with the reply
-    # prepared since the transcript's tick (1.8) instead of from 2.2 on
+    # a finished sentence: answer after 0.5 s of silence, at the 2.0 tick, with the reply
+    # prepared since the transcript's tick (1.8), so it is ready then (from 2.0 on: at 2.2)
     decision = next(e for e in lane(events, "model") if e["decision"] == "speak")
-    assert decision["t"] == 2.2 and decision["reason"] == "turn_end"
-    assert lane(events, "speech", "start")[0]["t"] == 2.2
+    assert decision["t"] == 2.0 and decision["reason"] == "turn_end"
+    assert lane(events, "speech", "start")[0]["t"] == 2.0
 
 
 def test_words_that_broke_off_wait_longer_than_a_finished_sentence() -> None:
@@ -268,7 +268,7 @@ def test_words_that_broke_off_wait_longer_than_a_finished_sentence() -> None:
     broke_off, _ = run(spoken_turn(1.5, "Run the tests and the..."), 5.0, rules={})
     t_finished = lane(finished, "speech", "start")[0]["t"]
     t_broke_off = lane(broke_off, "speech", "start")[0]["t"]
-    assert t_finished == 2.2 and t_broke_off == 3.0  # 0.6 s vs 1.4 s of silence
+    assert t_finished == 2.0 and t_broke_off == 3.0  # 0.5 s vs 1.46 s of silence
 
 
 def test_a_cough_after_a_question_does_not_cancel_the_answer() -> None:
@@ -452,23 +452,24 @@ def test_words_the_recogniser_was_unsure_of_wait_for_the_silence(
 
 def test_the_model_finding_the_words_unfinished_holds_the_turn() -> None:
     """The same words and no prosody: the model's end-of-words probability can delay the
-    answer (it reads them as unfinished), never bring it forward."""
+    answer (it reads them as unfinished: no longer surely finished, they outlast a pause),
+    never bring it forward."""
     items = [
         ControlEvent(0.3, ControlKind.USER_STARTED_SPEAKING),
         ControlEvent(1.2, ControlKind.USER_STOPPED_SPEAKING, voice_t=1.0),
-        TranscriptDelta(1.2, "so the parser fails on empty input", True),
+        TranscriptDelta(1.2, "so the parser fails on empty input.", True),
     ]
 
     def answered(end_prob: float | None) -> float:
         events, fake = run(items, 5.0, rules={}, end_prob=end_prob)
         assert [p.rsplit("\n", 1)[-1] for p in fake.probes] == [
             '1.2 user quiet | user "so the parser fails on empty input'
-        ]  # read right after the words, before the quote closed
+        ]  # read right after the words, before the full stop and the quote
         return float(next(e["t"] for e in lane(events, "model") if e["decision"] == "speak"))
 
     alone = answered(None)
     assert answered(0.95) == alone
-    assert answered(0.01) >= alone + 0.2
+    assert answered(0.01) >= alone + 0.6
 
 
 EXAMPLE_ANSWER = "It returns a new string with the whitespace at both ends removed."

@@ -6,7 +6,7 @@ import pytest
 
 from engine.core.frames import DecisionKind as K
 from engine.core.frames import Proposal
-from engine.core.policy import PolicyConfig, PolicyInput, decide
+from engine.core.policy import HOLD_S, PolicyConfig, PolicyInput, decide
 
 CFG = PolicyConfig()  # eagerness 0.5: endpoint 0.5 s, answer threshold 0.3
 
@@ -118,26 +118,38 @@ TABLE = [
         "turn_end",
     ),
     (
-        "words that broke off wait although the model agrees",
-        PolicyInput(11.0, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.1),
+        "words that broke off wait although the model would speak",
+        PolicyInput(11.4, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.1),
         K.SILENT,
         "endpointing",
     ),
     (
-        "a sentence without end punctuation and an unconvinced model: keep waiting",
-        PolicyInput(10.6, SILENT, user_turn_ended_at=10.0, turn_complete=0.6),
+        "a turn just short of sure outlasts a thinking pause",
+        PolicyInput(11.1, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.79),
         K.SILENT,
         "endpointing",
     ),
     (
-        "the same sentence once the model agrees",
-        PolicyInput(10.6, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.6),
+        "... and is answered after it",
+        PolicyInput(11.21, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.79),
+        K.SPEAK,
+        "turn_end",
+    ),
+    (
+        "a turn that is surely finished is answered at the end-point",
+        PolicyInput(10.51, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.8),
+        K.SPEAK,
+        "turn_end",
+    ),
+    (
+        "less finished words wait longer",
+        PolicyInput(11.25, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.6),
         K.SILENT,
         "endpointing",
     ),
     (
-        "... and a little later",
-        PolicyInput(10.71, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.6),
+        "... up to their wait",
+        PolicyInput(11.28, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.6),
         K.SPEAK,
         "turn_end",
     ),
@@ -180,8 +192,25 @@ def test_eagerness_moves_the_end_point(eagerness: float, answers_at: float) -> N
     assert decide(after, cfg)[0] is K.SPEAK
 
 
-def test_eager_users_need_less_model_confidence() -> None:
+def test_eager_users_take_a_less_certain_turn_as_finished() -> None:
     shy, eager = PolicyConfig(eagerness=0.0), PolicyConfig(eagerness=1.0)
-    inp = PolicyInput(10.7, prop(speak=0.2, silent=0.8), user_turn_ended_at=10.0, turn_complete=0.8)
-    assert decide(inp, shy)[0] is K.SILENT
-    assert decide(inp, eager)[0] is K.SPEAK
+    inp = PolicyInput(10.9, SPEAKY, user_turn_ended_at=10.0, turn_complete=0.75)
+    assert decide(inp, shy)[0] is K.SILENT  # not sure at 0.9: it outlasts a pause
+    assert decide(inp, eager)[0] is K.SPEAK  # sure at 0.7
+    assert shy.required_silence_s(0.75) >= HOLD_S > eager.required_silence_s(0.75)
+
+
+@pytest.mark.parametrize("eagerness", [0.0, 0.5, 1.0])
+def test_any_turn_not_surely_finished_outlasts_a_thinking_pause(eagerness: float) -> None:
+    cfg = PolicyConfig(eagerness=eagerness)
+    waits = [cfg.required_silence_s(c / 100) for c in range(101)]
+    unsure = [w for c, w in enumerate(waits) if c / 100 < cfg.sure_turn()]
+    assert min(unsure) >= HOLD_S
+    assert max(waits) <= cfg.max_wait_s
+    assert waits == sorted(waits, reverse=True)  # more finished never waits longer
+    assert cfg.required_silence_s(1.0) == cfg.endpoint_s()
+
+
+def test_a_short_max_wait_caps_the_hold() -> None:
+    cfg = PolicyConfig(max_wait_s=1.0)
+    assert cfg.required_silence_s(0.0) == cfg.required_silence_s(0.5) == 1.0

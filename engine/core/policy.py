@@ -10,8 +10,9 @@ table in ``tests/test_policy.py``. The order of the rules is the priority:
 2. the assistant is speaking -> go on, unless the model is sure it should stop;
 3. the user typed to Tandem -> answer (speak), or hand off when the model prefers it;
 4. the user's spoken turn ended -> answer once the silence is long enough for how finished
-   the words sound (``endpoint.completeness``, nudged up when the model agrees): from
-   ``endpoint_s`` for a finished sentence to ``max_wait_s`` for one that broke off;
+   the turn is (``endpoint.fuse``: words, prosody, the model's end-of-words probability):
+   ``endpoint_s`` for a turn that is surely finished, and for any other longer than a
+   thinking pause (``HOLD_S``), up to ``max_wait_s`` for words that broke off;
 5. nobody is talking -> interject only when the model is confident and the cooldown passed;
 6. otherwise silent.
 """
@@ -24,9 +25,12 @@ from engine.core.frames import DecisionKind, Proposal
 
 ANSWERS = (DecisionKind.SPEAK, DecisionKind.HANDOFF)
 """The decisions that answer the user (a reply is prepared for them)."""
-MODEL_NUDGE = 0.2
-"""How much the model's agreement adds to the words' completeness (a 135M model's logits are
-a weak signal: they shorten the wait, never decide it alone)."""
+HOLD_S = 1.2
+"""The shortest silence after a turn that is not surely finished: longer than a speaker's
+thinking pause (the 1 s hesitations of ``tandem eval build-duplex``) plus the time the VAD
+takes to hear the voice again (0.1-0.2 s live). A wait that grows smoothly with doubt (the
+previous rule: 0.5 s at 0.8 finished, 1.0 s at 0.3) answered inside such pauses as soon as
+recognition was quick enough to let it (live, 4 of 21 with Whisper's 10 s window)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +50,23 @@ class PolicyConfig:
         e = min(max(self.eagerness, 0.0), 1.0)
         return 0.8 - 0.6 * e
 
-    def required_silence_s(self, complete: float, model_agrees: bool) -> float:
-        """Silence to wait before answering words that are ``complete`` (0..1) finished."""
-        evidence = min(1.0, max(0.0, complete) + (MODEL_NUDGE if model_agrees else 0.0))
-        return self.endpoint_s() + (self.max_wait_s - self.endpoint_s()) * (1.0 - evidence)
-
-    def answer_threshold(self) -> float:
-        """Model probability of speak+handoff needed to answer before ``max_wait_s``."""
+    def sure_turn(self) -> float:
+        """How finished a turn must be (``endpoint.fuse``) to be answered after ``endpoint_s``:
+        0.9 (shy) to 0.7 (eager). At the middle, 0.8: words that sound finished with Smart
+        Turn at 0.96 or more; the pauses of build-duplex scored 0.0-0.75, the turn ends 0.3
+        or 0.83-0.97 (replay, 2026-12-04)."""
         e = min(max(self.eagerness, 0.0), 1.0)
-        return 0.5 - 0.4 * e
+        return 0.9 - 0.2 * e
+
+    def required_silence_s(self, complete: float) -> float:
+        """Silence to wait before answering a turn that is ``complete`` (0..1) finished:
+        ``endpoint_s`` when it is surely finished (``sure_turn``), else from ``HOLD_S`` (just
+        under sure) to ``max_wait_s`` (not at all)."""
+        c, sure = min(1.0, max(0.0, complete)), self.sure_turn()
+        if c >= sure:
+            return self.endpoint_s()
+        hold = min(HOLD_S, self.max_wait_s)
+        return max(self.endpoint_s(), hold + (self.max_wait_s - hold) * (1.0 - c / sure))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +80,7 @@ class PolicyInput:
     typed_pending: bool = False
     user_turn_ended_at: float | None = None
     turn_complete: float = 0.5
-    """How finished the user's last words sound (``endpoint.completeness``)."""
+    """How finished the user's turn is (``endpoint.fuse``)."""
     last_interjection_t: float | None = None
     last_backchannel_t: float | None = None
 
@@ -94,8 +106,7 @@ def decide(inp: PolicyInput, cfg: PolicyConfig) -> tuple[DecisionKind, str]:
         waited = inp.t - inp.user_turn_ended_at
         if waited >= cfg.max_wait_s:
             return _answer(p, "turn_end_timeout")
-        agrees = p.p(DecisionKind.SPEAK) + p.p(DecisionKind.HANDOFF) >= cfg.answer_threshold()
-        if waited >= cfg.required_silence_s(inp.turn_complete, agrees):
+        if waited >= cfg.required_silence_s(inp.turn_complete):
             return _answer(p, "turn_end")
         return DecisionKind.SILENT, "endpointing"
     if (

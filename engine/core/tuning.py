@@ -251,7 +251,8 @@ TUNING: tuple[Tuned, ...] = (
     _t(
         "hearing.endpoint",
         "LM_SURE",
-        "measured 2026-12-02: finished turns 0.16-0.69, AUC 0.79-0.80 against pauses",
+        "measured 2026-12-02: finished turns 0.16-0.69 (AUC 0.79-0.80 against pauses); just"
+        " under their lowest, so that only words unlikely to end hold the turn",
     ),
     _t(
         "hearing.endpoint",
@@ -272,14 +273,16 @@ TUNING: tuple[Tuned, ...] = (
     # --- turn-taking policy (defaults of the user's turn_taking settings) -------------------
     _t(
         "core.policy",
-        "MODEL_NUDGE",
-        "chosen (commit a6e02ea): a 135M model's logits shorten the end-point wait, never"
-        " decide it alone",
+        "HOLD_S",
+        "derived: the 1 s thinking pauses of build-duplex plus the VAD's 0.1-0.2 s to hear the"
+        " voice again; live with the 10 s Whisper window the graded wait took 4 of 21 pauses",
     ),
     _t(
         "core.policy",
         "PolicyConfig.eagerness",
-        "chosen: the middle; end-point 0.8 - 0.6 x eagerness s (0.5 s), answer threshold 0.3",
+        "chosen: the middle; end-point 0.8 - 0.6 x eagerness s (0.5 s); a turn is surely finished"
+        " at 0.9 - 0.2 x eagerness fused (0.8: between the pauses' 0.0-0.75 and the turn"
+        " ends' 0.83-0.97, replay 2026-12-04)",
     ),
     _t(
         "core.policy",

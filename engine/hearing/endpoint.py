@@ -61,13 +61,15 @@ over in replay (0.571); with this calibration 5 of 21 (0.238, ``tandem eval dupl
 44 scenarios of ``tests/test_hearing.py``). Held-out data may differ: re-measure."""
 
 
-LM_UNSURE, LM_SURE = 0.05, 0.3
+LM_UNSURE, LM_SURE = 0.05, 0.15
 """The model's end-of-words probability (``ModelSession.step_probing``) is mapped linearly from
 this range onto 0..1. Measured with Qwen2.5-Coder-0.5B on the scenarios of ``tandem eval
 build-duplex`` (2026-12-02, Whisper's transcript of the speech before each pause or turn end):
 finished turns 0.16-0.69, English pauses after content words 0.001-0.78 (median 0.02: "He
 was not" 0.001, "...had then measured" 0.02), pauses in other languages 0.05-0.51 (Whisper
-tiny.en writes English there); AUC 0.79-0.80, as Smart Turn's."""
+tiny.en writes English there); AUC 0.79-0.80, as Smart Turn's. ``LM_SURE`` sits under the
+lowest finished turn, so the model holds only words it finds unlikely to end (with 0.3, live,
+"7 of clubs" at 0.17 was held past a pause, 2026-12-04)."""
 
 
 HEARD_CLEARLY = 0.5

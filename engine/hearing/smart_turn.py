@@ -69,8 +69,7 @@ prosody alone 0.74, equal weights 0.76, the best), and equal weights keep the wo
 reliable low values (0.1 for a recogniser-heard break-off, 0.2 after "the") able to hold the
 turn against a confident prosody score ("For Queen of...": words 0.1, prosody 0.94, fused
 0.52, so the policy waits most of its ``max_wait_s``). The language
-model's end-of-utterance probability gets half weight: it was not measured here, and the
-policy already treats the small model's logits as a weak signal (``policy.MODEL_NUDGE``).
+model's end-of-utterance probability gets half weight, and may only hold the turn.
 """
 
 from __future__ import annotations
