@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from engine.core.clock import VirtualClock
 from engine.core.engine import HANDOFF_ACK, Engine, ReplyBudget, clause_end
 from engine.core.events import TimelineEvent, to_json
 from engine.core.frames import (
@@ -492,19 +491,8 @@ def run_with(backend: FakeBackend, items: Sequence[Item], duration: float) -> li
     worker.start(lambda: ModelSession(backend))  # the real pinned prompt
     events: list[TimelineEvent] = []
     engine = Engine(worker, PacedTextSpeech(), events.append, budget=ReplyBudget(8))
-    clock = VirtualClock()
-
-    async def drive() -> None:
-        for k in range(1, round(duration / TICK_S) + 1):
-            tick_t = round(k * TICK_S, 6)
-            for item in [i for i in items if tick_t - TICK_S < i.t <= tick_t]:
-                await clock.sleep_until(item.t)
-                engine.data.put(item)  # type: ignore[arg-type]
-            await clock.sleep_until(tick_t)
-            await engine.tick(tick_t)
-
     try:
-        asyncio.run(drive())
+        asyncio.run(drive(engine, items, duration))
     finally:
         worker.close()
     return [to_json(e) for e in sorted(events, key=lambda e: e.t)]
@@ -515,6 +503,48 @@ def test_a_reply_that_copies_the_prompt_is_prepared_again_then_dropped() -> None
     events = run_with(backend, [TypedText(1.0, "why does my loop never end")], 5.0)
     assert lane(events, "speech", "start") == []  # never spoken
     assert backend.primes == [' speak "', ' speak "In short, ']  # it tried another opening
+
+
+class _CopiesFirst(_Primes):
+    """Reads the user back on its first attempt, answers on the next."""
+
+    def __init__(self, copy: str, answer: str) -> None:
+        super().__init__(copy)
+        self.answer = answer
+
+    def spec_begin(self, prime: str) -> None:
+        super().spec_begin(prime)
+        if len(self.primes) > 1:
+            self.reply = self.answer
+
+
+def test_a_reply_that_begins_reading_the_user_back_is_dropped_before_its_first_clause() -> None:
+    question = "how do I see which files I changed before committing"
+    copy = f"{question.capitalize()}, you ask, and that is a good question to ask."
+    backend = _CopiesFirst(copy, "Type git status.")
+    events = run_with(backend, [TypedText(1.0, question)], 3.0)
+    assert backend.primes == [' speak "', ' speak "In short, ']
+    # its first 8 words (the 1.0 tick) already read the question back: the second attempt
+    # is ready at 1.2, not after the copy's first clause (1.2) has been judged (1.4)
+    assert [(e["t"], e["text"]) for e in lane(events, "speech", "start")] == [
+        (1.2, "In short, Type git status.")
+    ]
+
+
+def test_a_reply_that_reads_the_user_back_is_prepared_again_while_the_end_point_waits() -> None:
+    said = "so the parser fails on empty input"  # no full stop: it outlasts a pause
+    backend = _CopiesFirst(f"{said.capitalize()}.", "Check the length before you index it.")
+    items = [
+        ControlEvent(0.3, ControlKind.USER_STARTED_SPEAKING),
+        ControlEvent(1.2, ControlKind.USER_STOPPED_SPEAKING, voice_t=1.0),
+        TranscriptDelta(1.2, said, True),
+    ]
+    events = run_with(backend, items, 5.0)
+    assert backend.primes == [' speak "', ' speak "In short, ']
+    decision = next(e for e in lane(events, "model") if e["decision"] == "speak")
+    first = lane(events, "speech", "start")[0]
+    assert first["text"].startswith("In short, Check the length")
+    assert first["t"] == decision["t"] == 2.4  # the second attempt was ready at the decision
 
 
 @pytest.mark.parametrize(

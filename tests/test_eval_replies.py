@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app import cli
-from engine.core.copying import PromptText, contains, copies, overlap, words
+from engine.core.copying import PromptText, contains, copies, opens_with, overlap, words
 from engine.core.events import DecisionEvent, SpeechStart, SpeechStop
 from engine.eval.replies import (
     QuestionsError,
@@ -162,6 +162,28 @@ def test_prompt_copies(reply: str, copied: str | None) -> None:
         assert found is None
     else:
         assert found is not None and found.startswith(copied)
+
+
+@pytest.mark.parametrize(
+    ("reply", "source", "opens"),
+    [
+        ("Mr. Quilter is the apostle", "Mr. Quilter is the apostle of the middle classes.", True),
+        ("Mr Quilter is the", "Mr. Quilter is the apostle of the middle classes.", False),
+        ("The apostle of the middle classes", "Mr. Quilter is the apostle of the middle", False),
+        ("7 of clubs is a card", "7 of clubs", False),  # a short source: the full check
+        ("Git rebase onto main replays your commits", "git rebase onto main, why?", False),
+        ("How do I see which files", "how do I see which files I changed", True),
+    ],
+)
+def test_opens_with(reply: str, source: str, opens: bool) -> None:
+    assert opens_with(reply, source) is opens
+
+
+def test_the_prompt_is_opened_by_its_example_answer_only() -> None:
+    prompt = PromptText.parse(load_prompt())
+    assert prompt.opened_by("It returns a new string") == EXAMPLE_ANSWER
+    assert prompt.opened_by("It returns a list of the") is None
+    assert prompt.opened_by("Stay silent unless you are") is not None  # an instruction
 
 
 def test_prompt_text_has_no_chat_markup() -> None:

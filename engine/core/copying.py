@@ -6,9 +6,11 @@ punctuation are ignored, and a reply copies when at least ``COPY_SHARE`` of its 
 ``source`` in the same order, in runs of two or more words (so a shared "the" or "git" is not a
 copy). A reply of one or two words copies only a source that says exactly that.
 ``contains(reply, passage)`` says whether the reply repeats a whole passage (an example
-answer) inside something longer. ``PromptText`` cuts a pinned prompt into what a reply must
-not copy. The engine can use these as a guard before it speaks; ``tandem eval replies``
-measures with them. Pure: the standard library only.
+answer) inside something longer. ``opens_with(reply, source)`` judges a reply still being
+decoded: it begins the way ``source`` begins, word for word, so it is reading it back.
+``PromptText`` cuts a pinned prompt into what a reply must not copy. The engine uses these as
+a guard before it speaks; ``tandem eval replies`` measures with them. Pure: the standard
+library only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ SHORT_REPLY = 3
 """Replies shorter than this (in words) copy only a source equal to them."""
 MIN_PASSAGE = 4
 """A passage shorter than this (in words) is not looked for inside longer replies."""
+OPENING_WORDS = 5
+"""A reply whose first this many words are a source's first words reads it back. The full
+check waits for a clause; live, the 0.5B read the user back for 6-12 tokens more first
+(2026-12-04). Shorter sources are left to it: "7 of clubs is ..." may be an answer."""
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 _CHATML = re.compile(r"<\|[^|>]*\|>(?:system|user|assistant)?")
@@ -67,6 +73,12 @@ def contains(reply: str, passage: str) -> bool:
     return any(r[i : i + len(p)] == p for i in range(len(r) - len(p) + 1))
 
 
+def opens_with(reply: str, source: str, n: int = OPENING_WORDS) -> bool:
+    """True when the reply so far begins with the first ``n`` words of ``source``."""
+    r, s = words(reply), words(source)
+    return len(r) >= n and len(s) >= n and r[:n] == s[:n]
+
+
 @dataclass(frozen=True, slots=True)
 class PromptText:
     """What a reply must not copy from a pinned prompt: its instruction sentences and
@@ -93,6 +105,10 @@ class PromptText:
             if copies(reply, s):
                 return s
         return None
+
+    def opened_by(self, reply: str) -> str | None:
+        """The part of the prompt that a reply still being decoded begins to say, or None."""
+        return next((p for p in (*self.quoted, *self.sentences) if opens_with(reply, p)), None)
 
 
 def copies_any(reply: str, sources: Iterable[str]) -> bool:

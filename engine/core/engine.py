@@ -23,7 +23,7 @@ from typing import Literal
 
 from engine.core import proactivity, timers
 from engine.core.channels import Channel, Overflow
-from engine.core.copying import PromptText, copies
+from engine.core.copying import PromptText, copies, opens_with
 from engine.core.events import (
     AsrEvent,
     DecisionEvent,
@@ -476,11 +476,23 @@ class Engine:
             text, done = await self.worker.call(lambda s: s.reply_step(tokens, seconds, cancel))
             if done:
                 st.reply_text = text
+            elif not st.reply_spoken and not st.reply_retried and kind is not DecisionKind.HANDOFF:
+                copied = await self._copied(text, opening=True)
+                if copied is not None:  # reading something back already: no need to hear more
+                    await self._prepare_another(kind, copied, done)
+                    return
             if not st.reply_committed:
                 ahead = text if done else text[: clause_end(text, 0)]
                 if ahead and not st.reply_prepared and kind is not DecisionKind.HANDOFF:
+                    # Judged while the end-point waits, so a second attempt costs no time
+                    # after the decision (live, one after it delayed the answer 0.5-1.2 s).
+                    copied = await self._copied(ahead)
+                    if copied is not None and not st.reply_retried:
+                        await self._prepare_another(kind, copied, done)
+                        return
                     st.reply_prepared = True  # synthesise its start while the end-point waits
-                    self.speech.prepare(ahead, t)
+                    if copied is None:
+                        self.speech.prepare(ahead, t)
                 return
         if not st.reply_committed:
             return
@@ -501,12 +513,7 @@ class Engine:
         if new:
             copied = await self._copied(said)
             if copied is not None and not st.reply_spoken and not st.reply_retried:
-                log.info("reply copies %s: preparing another", copied)
-                if not done:
-                    await self.worker.call(lambda s: s.reply_abort())
-                self._begin_reply(kind, committed=True)
-                st.reply_retried = True
-                await self.worker.call(lambda s: s.reply_begin(kind, RETRY_LEAD))
+                await self._prepare_another(kind, copied, done)
                 return
             if copied is not None:
                 log.info("reply copies %s: not spoken from there", copied)
@@ -516,6 +523,16 @@ class Engine:
             st.reply_spoken = said
         if done:
             await self._finish_reply(kind, rolled_back=True)
+
+    async def _prepare_another(self, kind: DecisionKind, copied: str, done: bool) -> None:
+        """The reply's first words copy ``copied``: start once more, with another opening
+        (``RETRY_LEAD``); only once per reply."""
+        log.info("reply copies %s: preparing another", copied)
+        if not done:  # a finished reply was rolled back already
+            await self.worker.call(lambda s: s.reply_abort())
+        self._begin_reply(kind, committed=self.state.reply_committed)
+        self.state.reply_retried = True
+        await self.worker.call(lambda s: s.reply_begin(kind, RETRY_LEAD))
 
     def _may_say_now(self) -> bool:
         """Nothing (a voice onset, the user's speech, an overlap) took the floor this tick."""
@@ -724,15 +741,21 @@ class Engine:
         elif t < handle.start_t:
             self._stop_speech(t, "interrupted")
 
-    async def _copied(self, text: str) -> str | None:
-        """What a finished reply copies ("the prompt", "the user"), or None."""
+    async def _copied(self, text: str, *, opening: bool = False) -> str | None:
+        """What a reply copies ("the prompt", "the user"), or None; with ``opening``, what a
+        reply still being decoded begins to read back (``copying.opens_with``)."""
         text = text.removeprefix(RETRY_LEAD)  # judged on the model's own words
         if self._prompt_text is None:
             prompt = await self.worker.call(lambda s: s.prompt)
             self._prompt_text = PromptText.parse(prompt)
+        user = self.state.last_user_words
+        if opening:
+            if self._prompt_text.opened_by(text) is not None:
+                return "the prompt"
+            return "the user" if opens_with(text, user) else None
         if self._prompt_text.copied_by(text) is not None:
             return "the prompt"
-        if copies(text, self.state.last_user_words, share=USER_COPY_SHARE):
+        if copies(text, user, share=USER_COPY_SHARE):
             return "the user"
         return None
 
