@@ -574,6 +574,9 @@ def test_a_reply_that_reads_the_user_back_is_not_spoken(
         ("Yes, it", 0, 0),  # a one-word comma clause is not worth saying alone
         ("Type git diff, then the", 0, 14),
         ("It is 3.5 times", 0, 0),  # a decimal point ends nothing
+        ("Mr. Quilter is", 0, 0),  # nor does a title's
+        ("Ask Dr. Smith. Then", 0, 14),
+        ("Use e.g. git log, then", 0, 17),
         ("One. Two three, four five six, seven", 0, 30),
         ("One. Two three, four five six, seven", 4, 30),
         ("One. Two three, four", 4, 4),

@@ -906,11 +906,18 @@ MIN_CLAUSE_WORDS = 3
 always does): "Yes, ..." is not a clause, "Type git diff, then ..." is."""
 
 
+ABBREVIATIONS = frozenset(("mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "vs", "e.g", "i.e"))
+"""Words whose full stop ends no sentence (live, "Mr." was once spoken alone as a clause)."""
+
+
 def clause_end(text: str, start: int) -> int:
     """Where the complete clauses after ``start`` end in a reply still being decoded (a
     punctuation mark the next word has already followed); ``start`` when none is complete."""
     end = start
     for m in _CLAUSE_END.finditer(text, start):
+        before = text[end : m.start()].split()
+        if m.group() == "." and before and before[-1].lower() in ABBREVIATIONS:
+            continue
         if m.group() in ".!?" or len(text[end : m.end()].split()) >= MIN_CLAUSE_WORDS:
             end = m.end()
     return end
