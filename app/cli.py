@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep",
         type=Path,
         metavar="DIR",
-        help="with --live: keep each scenario's recording and Tandem's output in DIR",
+        help="with --live: keep each scenario's recording and Tandem's output and log in DIR",
     )
     _model_args(edup)
     ebuild = esub.add_parser("build-duplex", help="make duplex scenarios from real recordings")
@@ -939,7 +939,9 @@ def _eval_duplex_live(a: argparse.Namespace) -> int:
         )
         return 2
     scenarios = live.find_scenarios(a.root, a.limit)
-    command = [sys.executable, "-m", "app", "run", *_model_flags(a)]
+    # Kept evidence includes the engine's log (no content: end-of-turn scores, barge-in).
+    verbose = ["--verbose"] if a.keep is not None else []
+    command = [sys.executable, "-m", "app", *verbose, "run", *_model_flags(a)]
     options = live.LiveOptions(command=command, keep=a.keep)
 
     def progress(msg: str) -> None:

@@ -374,7 +374,7 @@ class Engine:
             st.proposal, lm_end = await self.worker.call(lambda s: s.step_probing(line, probe_at))
             words, prosody, confidence = signals
             st.turn_complete = fuse(words, prosody, lm_end, confidence)
-            log.debug(
+            log.info(
                 "end of turn: words %.2f prosody %s model %s heard %s -> %.2f",
                 words,
                 "-" if prosody is None else f"{prosody:.3f}",
